@@ -1,0 +1,154 @@
+"""The ``monitor`` command line: thin commands over inventory, pipeline, reports and jobs.
+
+Errors a user can fix (config, usage, database) print one line and exit 1; a
+traceback appears only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Engine
+
+from monitor import __version__
+from monitor.config import ConfigError, Settings, load_settings
+from monitor.store.db import DatabaseError, open_engine, redact_db_url
+
+app = typer.Typer(
+    name="monitor",
+    help="link-media-monitor: check a news corpus's links and images, keep history, report and alert.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+class UsageError(Exception):
+    """A command was called in a way that cannot work; exit code 1."""
+
+
+@dataclass(slots=True)
+class Context:
+    config: Path | None
+    overrides: dict[str, Any]
+    debug: bool
+
+    def settings(self, **extra: Any) -> Settings:
+        return load_settings(self.config, {**self.overrides, **extra})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"link-media-monitor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML config file (default: ./config.toml if present).")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL.")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="auto, json or console.", show_default=False)
+    ] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Global options apply to every command."""
+    ctx.obj = Context(
+        config=config,
+        overrides={"database_url": database_url, "logging.format": log_format, "logging.level": log_level},
+        debug=debug,
+    )
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    obj = ctx.obj
+    assert isinstance(obj, Context)
+    return obj
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors(c: Context) -> Iterator[None]:
+    """Turn expected failures into one line and exit code 1."""
+    try:
+        yield
+    except (ConfigError, DatabaseError, UsageError) as exc:
+        if c.debug:
+            raise
+        fail(str(exc))
+
+
+def engine_for(settings: Settings) -> Engine:
+    try:
+        return open_engine(settings.database_url)
+    except DatabaseError:
+        raise
+    except Exception as exc:  # pragma: no cover - defensive: driver errors on connect
+        raise DatabaseError(f"cannot open database {redact_db_url(settings.database_url)}: {exc}") from None
+
+
+class InventoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+@app.command()
+def links(
+    ctx: typer.Context,
+    paths: Annotated[list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")] = None,
+    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f", help="Inventory output format.")] = (
+        InventoryFormat.table
+    ),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Print only the summary.")] = False,
+) -> None:
+    """Read the corpus, update the URL inventory in the database, and print it with a summary."""
+    from monitor.inventory_output import run_links
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        engine = engine_for(settings)
+        code = run_links(engine, settings, paths or None, fmt.value, output, summary_only, _is_tty())
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Apply database migrations (every command also does this on start)."""
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        engine_for(settings).dispose()
+        typer.echo(f"database {redact_db_url(settings.database_url)} is up to date")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

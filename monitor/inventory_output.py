@@ -1,0 +1,125 @@
+"""`monitor links`: run the inventory pass and print the inventory (table, JSON or CSV).
+
+Rows are streamed from the database, so printing a million occurrences holds one
+row at a time, not the whole inventory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Engine, select
+
+from monitor.config import Settings
+from monitor.inventory import SyncReport, sync_inventory
+from monitor.store import inventory as store
+from monitor.store.models import ArticleRow, FindingRow, OccurrenceRow, UrlRow
+from monitor.textsafe import csv_cell, inert
+
+COLUMNS = ("article", "location", "role", "related", "url", "raw_url", "declared_width", "declared_height")
+
+
+def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
+    """Every occurrence of the live inventory, ordered by article path and location."""
+    a, o, u = ArticleRow.__table__, OccurrenceRow.__table__, UrlRow.__table__
+    query = (
+        select(a.c.path, o.c.location, o.c.role, o.c.related, u.c.url, o.c.raw_url, o.c.declared_width, o.c.declared_height)
+        .select_from(o.join(a, o.c.article_id == a.c.id).outerjoin(u, o.c.url_id == u.c.id))
+        .order_by(a.c.path, o.c.id)
+    )
+    with engine.connect() as conn:
+        for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+            yield dict(zip(COLUMNS, row, strict=True))
+
+
+def iter_findings(engine: Engine) -> Iterator[dict[str, object]]:
+    a, f = ArticleRow.__table__, FindingRow.__table__
+    query = (
+        select(a.c.path, f.c.location, f.c.kind, f.c.message, f.c.value, f.c.expected)
+        .select_from(f.join(a, f.c.article_id == a.c.id))
+        .order_by(a.c.path, f.c.id)
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            yield dict(zip(("article", "location", "kind", "message", "value", "expected"), row, strict=True))
+
+
+@contextmanager
+def _open(output: Path | None) -> Iterator[IO[str]]:
+    if output is None:
+        yield sys.stdout
+    else:
+        with output.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+
+
+def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object]) -> None:
+    if fmt == "json":
+        out.write('{"schema": "link-media-monitor/inventory", "version": 1, "summary": ')
+        out.write(json.dumps(summary))
+        out.write(', "findings": ')
+        out.write(json.dumps(list(iter_findings(engine))))
+        out.write(', "occurrences": [')
+        for i, row in enumerate(iter_inventory(engine)):
+            out.write(("," if i else "") + "\n" + json.dumps(row))
+        out.write("\n]}\n")
+    elif fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for row in iter_inventory(engine):
+            writer.writerow([csv_cell(v) for v in row.values()])
+    else:
+        for row in iter_inventory(engine):
+            size = f"{row['declared_width']}x{row['declared_height']}" if row["declared_width"] else ""
+            shown = row["url"] or f"(invalid) {row['raw_url']}"
+            out.write(f"{inert(str(row['article']))}  {row['location']}  {row['role']}  {inert(str(shown))}  {size}\n")
+
+
+def summary_of(engine: Engine, report: SyncReport) -> dict[str, object]:
+    c = store.counts(engine)
+    return {
+        "files": c.files,
+        "articles": c.articles,
+        "corpus_errors": c.corpus_errors,
+        "occurrences": c.occurrences,
+        "distinct_urls": c.distinct_urls,
+        "invalid_urls": c.invalid_urls,
+        "amp_mismatches": c.amp_mismatches,
+        "wrong_types": c.wrong_types,
+        "parsed_this_run": report.parsed,
+        "unchanged": report.unchanged,
+        "deleted": report.deleted,
+        "elapsed_s": round(report.elapsed_s, 3),
+    }
+
+
+def run_links(
+    engine: Engine,
+    settings: Settings,
+    paths: Sequence[str] | None,
+    fmt: str,
+    output: Path | None,
+    summary_only: bool,
+    tty: bool,
+) -> int:
+    """The `links` command body; returns the exit code (0: inventory updated)."""
+    from monitor.progress import file_progress
+
+    with file_progress(tty, "reading corpus") as tick:
+        report = sync_inventory(engine, settings.corpus, paths, on_file=tick)
+    for err in report.errors:
+        print(f"corpus error: {inert(str(err))}", file=sys.stderr)
+    summary = summary_of(engine, report)
+    if not summary_only:
+        with _open(output) as out:
+            _write(fmt, out, engine, summary)
+    if fmt != "json" or summary_only or output is not None:
+        line = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
+        print(line, file=sys.stderr if (fmt != "table" and output is None) else sys.stdout)
+    return 0

@@ -1,0 +1,1 @@
+"""Persistence: tables (models), engine and migrations (db), conversions and queries (repo)."""

@@ -1,0 +1,94 @@
+"""Engine creation and schema migration.
+
+SQLite is the embedded default (WAL mode, so readers never block the single writer);
+any SQLAlchemy URL selects another database. Every command calls ``open_engine``,
+which upgrades the schema with Alembic before anything else touches it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseError(Exception):
+    """The configured database cannot be opened or migrated; the message says which and why."""
+
+
+def redact_db_url(url: str) -> str:
+    """The database URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
+
+
+def _normalise_url(url: str) -> str:
+    """Plain ``postgresql://`` means psycopg 3 here (psycopg2 is not a dependency)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def create(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the per-dialect settings this tool relies on."""
+    try:
+        sa_url = make_url(_normalise_url(url))
+    except ArgumentError as exc:
+        raise DatabaseError(f"database_url {url!r} is not a valid SQLAlchemy URL: {exc}") from None
+    if sa_url.get_backend_name() == "sqlite":
+        database = sa_url.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(sa_url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    try:
+        return create_engine(sa_url, pool_pre_ping=True, **kwargs)
+    except Exception as exc:  # missing driver, bad options
+        raise DatabaseError(f"cannot use database {redact_db_url(url)}: {exc}") from None
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to ``revision`` on ``engine``."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def open_engine(url: str) -> Engine:
+    """Create the engine and bring its schema up to date; errors become ``DatabaseError``."""
+    engine = create(url)
+    try:
+        upgrade(engine)
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot open database {redact_db_url(url)}: {_first_line(exc)}") from None
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

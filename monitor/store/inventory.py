@@ -1,0 +1,245 @@
+"""Inventory persistence: articles, occurrences, findings, URLs and corpus errors.
+
+Writes use SQLAlchemy Core in batches (one transaction per batch, never a commit per
+row); URL ids are resolved per batch with ``INSERT … ON CONFLICT DO NOTHING`` and one
+``SELECT … IN``, so memory stays flat however many URLs the corpus holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from monitor.store.models import ArticleRow, CorpusErrorRow, FindingRow, OccurrenceRow, UrlRow
+from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
+
+A = ArticleRow.__table__
+O = OccurrenceRow.__table__  # noqa: E741
+F = FindingRow.__table__
+U = UrlRow.__table__
+E = CorpusErrorRow.__table__
+
+_IN_CHUNK = 500  # bound for IN (...) lists; SQLite allows 32766 variables, keep it modest
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFile:
+    id: int
+    size: int
+    mtime_ns: int
+    sha256: str
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One article read this run, with what the links stage found in it."""
+
+    article: Article
+    occurrences: list[Occurrence]
+    findings: list[Finding]
+
+
+def _upsert_ignore(conn: Connection, table: object) -> object:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
+    return insert(table).prefix_with("IGNORE")  # type: ignore[arg-type]
+
+
+def known_files(engine: Engine) -> dict[str, KnownFile]:
+    """Every article path the database knows, with the stat and hash of its last read."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(A.c.path, A.c.id, A.c.size, A.c.mtime_ns, A.c.sha256, A.c.deleted_at))
+        return {r[0]: KnownFile(r[1], r[2], r[3], r[4], r[5] is not None) for r in rows}
+
+
+def _kind_for(roles: Iterable[Role]) -> str:
+    return TargetKind.IMAGE.value if any(r.is_image for r in roles) else TargetKind.PAGE.value
+
+
+def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict[str, int]:
+    """Ids for normalised URLs, inserting the new ones; an image role wins over page roles."""
+    from monitor.urls import host_key
+
+    out: dict[str, int] = {}
+    items = list(urls.items())
+    for start in range(0, len(items), _IN_CHUNK):
+        chunk = items[start : start + _IN_CHUNK]
+        conn.execute(
+            _upsert_ignore(conn, U),  # type: ignore[arg-type]
+            [{"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now} for u, roles in chunk],
+        )
+        found = conn.execute(select(U.c.url, U.c.id, U.c.kind).where(U.c.url.in_([u for u, _ in chunk])))
+        upgrade = []
+        for url, uid, kind in found:
+            out[url] = uid
+            if kind != TargetKind.IMAGE.value and _kind_for(urls[url]) == TargetKind.IMAGE.value:
+                upgrade.append(uid)
+        if upgrade:
+            conn.execute(update(U).where(U.c.id.in_(upgrade)).values(kind=TargetKind.IMAGE.value))
+    return out
+
+
+def _article_id(conn: Connection, art: Article, known: KnownFile | None, now: datetime) -> int:
+    values = {
+        "title": art.title,
+        "size": art.size,
+        "mtime_ns": art.mtime_ns,
+        "sha256": art.sha256,
+        "last_seen": now,
+        "deleted_at": None,
+    }
+    if known is not None:
+        conn.execute(update(A).where(A.c.id == known.id).values(**values))
+        return known.id
+    return int(conn.execute(insert(A).values(path=art.path, first_seen=now, **values).returning(A.c.id)).scalar_one())
+
+
+def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        conn.execute(delete(O).where(O.c.article_id.in_(chunk)))
+        conn.execute(delete(F).where(F.c.article_id.in_(chunk)))
+
+
+def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownFile], now: datetime) -> None:
+    """Replace the occurrences and findings of each article in ``batch`` in one transaction."""
+    if not batch:
+        return
+    with engine.begin() as conn:
+        ids = [_article_id(conn, p.article, known.get(p.article.path), now) for p in batch]
+        _clear_article(conn, [i for i, p in zip(ids, batch, strict=True) if p.article.path in known])
+        wanted: dict[str, set[Role]] = {}
+        for p in batch:
+            for occ in p.occurrences:
+                if occ.url is not None:
+                    wanted.setdefault(occ.url, set()).add(occ.role)
+        uid = url_ids(conn, wanted, now)
+        occ_rows = []
+        find_rows = []
+        for aid, p in zip(ids, batch, strict=True):
+            for occ in p.occurrences:
+                occ_rows.append(
+                    {
+                        "article_id": aid,
+                        "url_id": uid.get(occ.url) if occ.url else None,
+                        "raw_url": occ.raw_url,
+                        "location": occ.location[:300],
+                        "role": occ.role.value,
+                        "related": occ.related,
+                        "declared_width": occ.declared.width if occ.declared else None,
+                        "declared_height": occ.declared.height if occ.declared else None,
+                    }
+                )
+            for f in p.findings:
+                find_rows.append(
+                    {
+                        "article_id": aid,
+                        "location": f.location[:300],
+                        "kind": f.kind.value,
+                        "message": f.message,
+                        "value": f.value,
+                        "expected": f.expected,
+                    }
+                )
+        if occ_rows:
+            conn.execute(insert(O), occ_rows)
+        if find_rows:
+            conn.execute(insert(F), find_rows)
+        paths = [p.article.path for p in batch]
+        for start in range(0, len(paths), _IN_CHUNK):
+            conn.execute(delete(E).where(E.c.path.in_(paths[start : start + _IN_CHUNK])))
+
+
+def save_errors(
+    engine: Engine, errors: Sequence[tuple[CorpusError, int, int]], known: dict[str, KnownFile], now: datetime
+) -> None:
+    """Record corpus errors (with the file's size and mtime, so an unchanged bad file is not re-read).
+
+    The file's previous occurrences leave the inventory: a file that cannot be read
+    has no trustworthy links. Its result history stays.
+    """
+    if not errors:
+        return
+    with engine.begin() as conn:
+        clear = []
+        for err, size, mtime_ns in errors:
+            k = known.get(err.path)
+            values = {"title": None, "size": size, "mtime_ns": mtime_ns, "sha256": "", "last_seen": now}
+            if k is not None:
+                conn.execute(update(A).where(A.c.id == k.id).values(deleted_at=None, **values))
+                clear.append(k.id)
+            else:
+                conn.execute(insert(A).values(path=err.path, first_seen=now, **values))
+            conn.execute(delete(E).where(E.c.path == err.path))
+            conn.execute(
+                insert(E).values(
+                    path=err.path,
+                    kind=err.kind,
+                    message=err.message,
+                    line=err.line,
+                    column=err.column,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            )
+        _clear_article(conn, clear)
+
+
+def mark_deleted(engine: Engine, paths: Sequence[str], known: dict[str, KnownFile], now: datetime) -> None:
+    """Files gone from disk: their occurrences leave the inventory, their history stays."""
+    ids = [known[p].id for p in paths if p in known]
+    if not ids:
+        return
+    with engine.begin() as conn:
+        _clear_article(conn, ids)
+        for start in range(0, len(ids), _IN_CHUNK):
+            conn.execute(update(A).where(A.c.id.in_(ids[start : start + _IN_CHUNK])).values(deleted_at=now))
+        for start in range(0, len(paths), _IN_CHUNK):
+            conn.execute(delete(E).where(E.c.path.in_(list(paths[start : start + _IN_CHUNK]))))
+
+
+def touch_unchanged(engine: Engine, now: datetime, run_started: datetime) -> None:
+    """Mark every live article as seen now, in one statement."""
+    with engine.begin() as conn:
+        conn.execute(update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < run_started).values(last_seen=now))
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryCounts:
+    files: int
+    articles: int
+    corpus_errors: int
+    occurrences: int
+    distinct_urls: int
+    invalid_urls: int
+    amp_mismatches: int
+    wrong_types: int
+
+
+def counts(engine: Engine) -> InventoryCounts:
+    """Current inventory totals (live files only)."""
+    with engine.connect() as conn:
+        files = conn.execute(select(func.count()).select_from(A).where(A.c.deleted_at.is_(None))).scalar_one()
+        errors = conn.execute(select(func.count()).select_from(E)).scalar_one()
+        occ = conn.execute(select(func.count()).select_from(O)).scalar_one()
+        distinct = conn.execute(select(func.count(func.distinct(O.c.url_id))).where(O.c.url_id.is_not(None))).scalar_one()
+        by_kind = dict(conn.execute(select(F.c.kind, func.count()).group_by(F.c.kind)).all())
+    return InventoryCounts(
+        files=files,
+        articles=files - errors,
+        corpus_errors=errors,
+        occurrences=occ,
+        distinct_urls=distinct,
+        invalid_urls=by_kind.get(FindingKind.INVALID_URL.value, 0),
+        amp_mismatches=by_kind.get(FindingKind.AMP_CACHE_MISMATCH.value, 0),
+        wrong_types=by_kind.get(FindingKind.WRONG_TYPE.value, 0),
+    )

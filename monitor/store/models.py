@@ -1,0 +1,196 @@
+"""SQL tables. Storage types only: stages exchange ``monitor.types`` values, and
+``store/repo.py`` converts at this boundary. Enums are stored as plain strings.
+
+Schema changes go through Alembic (``monitor/migrations``); never ``create_all``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class ArticleRow(SQLModel, table=True):
+    """One corpus file as last read; ``deleted_at`` set when the file disappears (history stays)."""
+
+    __tablename__ = "article"
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(sa_column_kwargs={"unique": True}, index=False, max_length=1024)
+    title: str | None = Field(default=None, sa_type=Text)
+    size: int = Field(default=0, sa_type=BigInteger)
+    mtime_ns: int = Field(default=0, sa_type=BigInteger)
+    sha256: str = Field(default="", max_length=64)
+    first_seen: datetime
+    last_seen: datetime
+    deleted_at: datetime | None = None
+
+
+class UrlRow(SQLModel, table=True):
+    """A normalised URL (fetch target) plus its current state across runs."""
+
+    __tablename__ = "url"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_type=Text, sa_column_kwargs={"unique": True})
+    host: str = Field(index=True, max_length=300)
+    kind: str = Field(max_length=16)
+    first_seen: datetime
+    # current state (updated by the store when results arrive)
+    last_checked: datetime | None = None
+    last_run_id: int | None = None
+    last_verdict: str | None = Field(default=None, max_length=32, index=True)
+    last_severity: str | None = Field(default=None, max_length=16)
+    last_status: int | None = None
+    last_ok: datetime | None = None
+    failing_since: datetime | None = None
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    etag: str | None = Field(default=None, sa_type=Text)
+    last_modified: str | None = Field(default=None, max_length=64)
+    alert_state: str = Field(default="ok", max_length=16)
+    recent: str = Field(default="", max_length=64)  # last verdict flags, newest last: "g"/"f" per run
+
+
+class OccurrenceRow(SQLModel, table=True):
+    """One place in one article where a URL is written."""
+
+    __tablename__ = "occurrence"
+    __table_args__ = (Index("ix_occurrence_url", "url_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", index=True)
+    url_id: int | None = Field(default=None, foreign_key="url.id")
+    raw_url: str = Field(sa_type=Text)
+    location: str = Field(max_length=300)
+    role: str = Field(max_length=16)
+    related: bool = False
+    declared_width: int | None = None
+    declared_height: int | None = None
+
+
+class FindingRow(SQLModel, table=True):
+    """A problem found without network access (invalid URL, AMP cache mismatch, wrong type)."""
+
+    __tablename__ = "finding"
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", index=True)
+    location: str = Field(max_length=300)
+    kind: str = Field(max_length=32, index=True)
+    message: str = Field(sa_type=Text)
+    value: str | None = Field(default=None, sa_type=Text)
+    expected: str | None = Field(default=None, sa_type=Text)
+
+
+class CorpusErrorRow(SQLModel, table=True):
+    """A file that could not be read as an article, as of the last inventory."""
+
+    __tablename__ = "corpus_error"
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(sa_column_kwargs={"unique": True}, max_length=1024)
+    kind: str = Field(max_length=32)
+    message: str = Field(sa_type=Text)
+    line: int | None = None
+    column: int | None = None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class RunRow(SQLModel, table=True):
+    """One check run. ``state``: running, finished, interrupted, failed."""
+
+    __tablename__ = "run"
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    state: str = Field(default="running", max_length=16, index=True)
+    trigger: str = Field(default="cli", max_length=32)
+    config_fingerprint: str = Field(default="", max_length=32)
+    total_targets: int = 0
+    checked: int = 0
+    counts: str = Field(default="{}", sa_type=Text)  # JSON: verdict -> count
+    error: str | None = Field(default=None, sa_type=Text)
+    holder: str | None = Field(default=None, max_length=200)
+
+
+class ResultRow(SQLModel, table=True):
+    """What one URL showed in one run: the facts and the verdict."""
+
+    __tablename__ = "result"
+    __table_args__ = (
+        UniqueConstraint("run_id", "url_id", name="uq_result_run_url"),
+        Index("ix_result_url_run", "url_id", "run_id"),
+        Index("ix_result_run_verdict", "run_id", "verdict"),
+        Index("ix_result_checked_at", "checked_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    url_id: int = Field(foreign_key="url.id")
+    checked_at: datetime
+    verdict: str = Field(max_length=32)
+    severity: str = Field(max_length=16)
+    reason: str = Field(sa_type=Text)
+    http_status: int | None = None
+    final_url: str | None = Field(default=None, sa_type=Text)
+    redirects: str | None = Field(default=None, sa_type=Text)  # JSON list of [url, status, location]
+    attempts: int = 1
+    elapsed_ms: int = 0
+    method: str | None = Field(default=None, max_length=8)
+    content_type: str | None = Field(default=None, max_length=200)
+    bytes_read: int = Field(default=0, sa_type=BigInteger)
+    failure: str | None = Field(default=None, max_length=32)
+    image_format: str | None = Field(default=None, max_length=16)
+    image_width: int | None = None
+    image_height: int | None = None
+    not_modified: bool = False
+
+
+class SizeCheckRow(SQLModel, table=True):
+    """Declared versus real image size for one occurrence in one run."""
+
+    __tablename__ = "size_check"
+    __table_args__ = (
+        UniqueConstraint("run_id", "occurrence_id", name="uq_size_check_run_occ"),
+        Index("ix_size_check_run_verdict", "run_id", "verdict"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    occurrence_id: int = Field(foreign_key="occurrence.id")
+    url_id: int = Field(foreign_key="url.id")
+    verdict: str = Field(max_length=16)
+    declared_width: int | None = None
+    declared_height: int | None = None
+    actual_width: int | None = None
+    actual_height: int | None = None
+
+
+class StateChangeRow(SQLModel, table=True):
+    """An alert-state transition of a URL (ok → broken, broken → ok, → flapping)."""
+
+    __tablename__ = "state_change"
+    __table_args__ = (Index("ix_state_change_run", "run_id"), Index("ix_state_change_url", "url_id"))
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    url_id: int = Field(foreign_key="url.id")
+    at: datetime
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+
+
+class LeaseRow(SQLModel, table=True):
+    """A named lock with an expiry, so a crashed holder never blocks future runs forever."""
+
+    __tablename__ = "lease"
+    name: str = Field(primary_key=True, max_length=100)
+    holder: str = Field(max_length=200)
+    acquired_at: datetime
+    expires_at: datetime
+
+
+class RollupRow(SQLModel, table=True):
+    """Daily count of results per verdict, kept when old result rows are pruned."""
+
+    __tablename__ = "rollup"
+    day: date = Field(primary_key=True)
+    verdict: str = Field(primary_key=True, max_length=32)
+    count: int = 0

@@ -1,0 +1,240 @@
+"""The shared vocabulary of link-media-monitor.
+
+Every stage (corpus → links → fetch → verdict → store → report/alert) imports its
+input and output types from here and never from a later stage. Values are frozen,
+slotted dataclasses; closed vocabularies are ``StrEnum`` so they persist and
+serialise as plain text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Where in an article a URL was found; drives fetch kind and verdict policy."""
+
+    ORIGINAL = "original"
+    WEB = "web"
+    AMP = "amp"
+    CDN_AMP = "cdn_amp"
+    IMAGE = "image"
+    EMBED = "embed"
+    BODY_LINK = "body_link"
+    BODY_IMAGE = "body_image"
+
+    @property
+    def is_image(self) -> bool:
+        return self in (Role.IMAGE, Role.BODY_IMAGE)
+
+
+class TargetKind(StrEnum):
+    """How a URL is fetched: pages by HEAD (GET fallback), images by header bytes."""
+
+    PAGE = "page"
+    IMAGE = "image"
+
+
+class Verdict(StrEnum):
+    """The judgement of one URL in one run (README: "Verdicts")."""
+
+    OK = "ok"
+    REDIRECTED = "redirected"
+    MOVED_PERMANENTLY = "moved_permanently"
+    BROKEN = "broken"
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    RATE_LIMITED = "rate_limited"
+    BLOCKED = "blocked"
+    NOT_IMAGE = "not_image"
+    IMAGE_UNREADABLE = "image_unreadable"
+    INVALID_URL = "invalid_url"
+    SKIPPED = "skipped"
+
+    @property
+    def is_good(self) -> bool:
+        """The URL works (possibly via redirects)."""
+        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY)
+
+    @property
+    def is_failure(self) -> bool:
+        """Counts towards a failure streak (everything that is neither good nor skipped)."""
+        return not self.is_good and self is not Verdict.SKIPPED
+
+
+class Severity(StrEnum):
+    """How a verdict counts: errors fail a run (exit 2), warnings are reported, ignore is silent."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    IGNORE = "ignore"
+
+
+class SizeCheck(StrEnum):
+    """Declared image size versus the real displayed size, per occurrence."""
+
+    MATCH = "match"
+    SCALED = "scaled"
+    SIZE_MISMATCH = "size_mismatch"
+    UNKNOWN = "unknown"
+
+
+class FindingKind(StrEnum):
+    """Problems found in an article without any network access."""
+
+    INVALID_URL = "invalid_url"
+    AMP_CACHE_MISMATCH = "amp_cache_mismatch"
+    WRONG_TYPE = "wrong_type"
+
+
+class FetchFailure(StrEnum):
+    """Why a fetch produced no usable HTTP answer; mapped from exceptions in one place (fetch.py)."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    CONNECT = "connect"
+    RESET = "reset"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    REDIRECT_LOOP = "redirect_loop"
+    BAD_REDIRECT = "bad_redirect"  # redirect to another scheme or an unparsable Location
+    TOO_LARGE = "too_large"
+    BLOCKED_ADDRESS = "blocked_address"  # SSRF guard refused the resolved address
+    INVALID_URL = "invalid_url"
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    """One parsed corpus file. ``path`` is relative to its corpus root, with '/' separators."""
+
+    path: str
+    title: str | None
+    meta: dict[str, object]
+    body: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusError:
+    """A file that could not be read as an article; the run goes on without it."""
+
+    path: str
+    kind: str  # e.g. "yaml_syntax", "no_frontmatter", "empty", "not_utf8", "binary", "too_large", ...
+    message: str
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = f":{self.line}:{self.column}" if self.line is not None else ""
+        return f"{self.path}{where}: {self.kind}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One URL as written at one place of one article.
+
+    ``url`` is the normalised fetch target, or None when ``raw_url`` is not checkable
+    (then a Finding of kind invalid_url exists for the same location).
+    """
+
+    article: str
+    location: str  # path inside the frontmatter, e.g. "related[1].images[0].url", or "body:12"
+    role: Role
+    related: bool
+    raw_url: str
+    url: str | None
+    declared: Size | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A problem found without network access, attributed to article and location."""
+
+    article: str
+    location: str
+    kind: FindingKind
+    message: str
+    value: str | None = None
+    expected: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One answered request in a redirect chain."""
+
+    url: str
+    status: int
+    location: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One unique unit of fetching: a normalised URL and how to fetch it."""
+
+    url: str
+    host: str
+    kind: TargetKind
+    roles: frozenset[Role] = frozenset()
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """What the header probe learned about image bytes."""
+
+    format: str | None
+    size: Size | None  # displayed size (EXIF orientation 5-8 swaps the axes)
+    error: str | None = None  # "not_image" or "unreadable" with reason in ``detail``
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """Facts about fetching one Target; no judgement (that is verdict.py's job)."""
+
+    url: str
+    status: int | None = None
+    final_url: str | None = None
+    redirects: tuple[Hop, ...] = ()
+    attempts: int = 1
+    elapsed_ms: int = 0
+    method: str = "HEAD"
+    content_type: str | None = None
+    bytes_read: int = 0
+    failure: FetchFailure | None = None
+    failure_detail: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased subset worth keeping
+    image: ImageFacts | None = None
+    not_modified: bool = False
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    severity: Severity
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A Target, what fetching it showed, and what that means."""
+
+    target: Target
+    outcome: FetchOutcome
+    judgement: Judgement
