@@ -175,8 +175,8 @@ class ImageSettings(_Section):
 class AlertSettings(_Section):
     alert_after: Annotated[int, Field(ge=1, le=100)] = 2
     recover_after: Annotated[int, Field(ge=1, le=100)] = 1
-    flap_window: Annotated[int, Field(ge=2, le=1000)] = 10
-    flap_threshold: Annotated[int, Field(ge=2, le=1000)] = 4
+    flap_window: Annotated[int, Field(ge=2, le=64)] = 10  # url.recent holds at most 64 flags
+    flap_threshold: Annotated[int, Field(ge=2, le=64)] = 4
     host_down_threshold: Annotated[int, Field(ge=1)] = 20
     page_on: list[Verdict] = [
         Verdict.BROKEN,

@@ -1,0 +1,243 @@
+"""Judgement: recorded fetch facts plus policy in, (Verdict, Severity, one-line reason) out.
+
+Pure functions only, so the same stored facts always give the same judgement and a policy
+change can be replayed over history. The vocabulary (README: "Verdicts"):
+
+* ``ok`` — final answer 2xx (or a code listed in ``accept_statuses``) without redirects; a
+  304 Not Modified counts as ok ("not modified since last check"): the caller, who knows the
+  previous facts, may instead carry the previous verdict forward.
+* ``redirected`` — works, via temporary redirects only (302/303/307).
+* ``moved_permanently`` — works, but a 301/308 occurs somewhere in the chain: the link should
+  be updated to the final URL, which the reason names.
+* ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
+  be followed, a redirect loop, too many hops, a redirect to another scheme, an oversized answer.
+* ``timeout`` / ``unreachable`` — no answer in time / no answer at all (DNS, refused or reset
+  connection, TLS or protocol error).
+* ``rate_limited`` — still 429 after retries.
+* ``blocked`` — bot protection rather than a dead link; see ``BLOCK_MARKERS``.
+* ``not_image`` / ``image_unreadable`` — an image target whose bytes are not an image / could
+  not be decoded far enough to learn the size.
+* ``invalid_url`` — the URL cannot be fetched as written.
+* ``skipped`` — the SSRF guard refused the address; by policy, not a finding about the link.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from monitor.config import DEFAULT_SEVERITY, ImageSettings, VerdictPolicy
+from monitor.types import (
+    FetchFailure,
+    FetchOutcome,
+    Judgement,
+    Role,
+    Severity,
+    Size,
+    SizeCheck,
+    Target,
+    Verdict,
+)
+
+PERMANENT_REDIRECTS = frozenset({301, 308})
+BLOCK_STATUS = 999  # LinkedIn and a few others answer bots with this non-standard code
+CHALLENGE_STATUSES = frozenset({401, 403, 503})
+
+# Bot-protection markers, deliberately conservative: each is a header a protection vendor sets
+# only on its own challenge/deny answers, never on ordinary pages. A marker counts only on a
+# status in CHALLENGE_STATUSES (Akamai's only on 403); a plain 401/403 without one is broken.
+# ``server: cloudflare`` alone does NOT count: Cloudflare fronts millions of origins whose own
+# 403s pass through it unchanged. fetch.py must keep these headers (lower-cased) in
+# ``FetchOutcome.headers``.
+BLOCK_MARKERS: dict[str, str] = {
+    "cf-mitigated": "Cloudflare challenge",  # only when the value is "challenge"
+    "x-datadome": "DataDome",
+    "x-dd-b": "DataDome",
+    "x-amzn-waf-action": "AWS WAF",
+    "akamai-grn": "Akamai",  # only with 403
+}
+BLOCK_HEADERS = frozenset(BLOCK_MARKERS)
+
+_UNREACHABLE = {
+    FetchFailure.DNS: "DNS lookup failed",
+    FetchFailure.CONNECT: "connection failed",
+    FetchFailure.RESET: "connection reset",
+    FetchFailure.TLS: "TLS error",
+    FetchFailure.PROTOCOL: "HTTP protocol error",
+}
+_BROKEN_FAILURES = {
+    FetchFailure.TOO_MANY_REDIRECTS: "too many redirects",
+    FetchFailure.REDIRECT_LOOP: "redirect loop",
+    FetchFailure.BAD_REDIRECT: "bad redirect (other scheme or unusable Location)",
+    FetchFailure.TOO_LARGE: "answer too large",
+}
+_RANK = {Severity.IGNORE: 0, Severity.WARNING: 1, Severity.ERROR: 2}
+_SPACE = re.compile(r"\s+")
+
+
+def classify(
+    target: Target,
+    outcome: FetchOutcome,
+    policy: VerdictPolicy,
+    roles: frozenset[Role] | None = None,
+) -> Judgement:
+    """Judge one fetched target; ``roles`` defaults to ``target.roles`` and only shapes severity/reason."""
+    used = target.roles if roles is None else roles
+    verdict, reason = _verdict(target, outcome, policy, used)
+    return Judgement(verdict, severity_for(verdict, used, target.host, policy), reason)
+
+
+def severity_for(verdict: Verdict, roles: Iterable[Role], host: str, policy: VerdictPolicy) -> Severity:
+    """Most severe over the roles (each its override or the default), then a host override wins.
+
+    A URL used in several places matters as much as its most important use. Host overrides
+    match the host or its nearest listed parent domain (``linkedin.com`` covers ``www.``).
+    """
+    default = policy.severity.get(verdict, DEFAULT_SEVERITY[verdict])
+    per_role = [policy.roles.get(role, {}).get(verdict, default) for role in roles]
+    severity = max(per_role, key=_RANK.__getitem__) if per_role else default
+    host_rules = _host_rules(host, policy.hosts)
+    return host_rules.get(verdict, severity) if host_rules else severity
+
+
+def _host_rules(host: str, hosts: Mapping[str, dict[Verdict, Severity]]) -> dict[Verdict, Severity] | None:
+    name = host.lower().rstrip(".")
+    lowered = {key.lower().rstrip("."): value for key, value in hosts.items()}
+    while name:
+        if name in lowered:
+            return lowered[name]
+        _, _, name = name.partition(".")
+    return None
+
+
+def _verdict(
+    target: Target, outcome: FetchOutcome, policy: VerdictPolicy, roles: frozenset[Role]
+) -> tuple[Verdict, str]:
+    if outcome.failure is not None:
+        return _from_failure(outcome.failure, outcome)
+    if outcome.not_modified or outcome.status == 304:
+        return Verdict.OK, "not modified since last check"
+    status = outcome.status
+    if status is None:
+        return Verdict.UNREACHABLE, "no HTTP answer recorded"
+    amp = Role.CDN_AMP in roles
+    accepted = status in policy.accept_statuses
+    if not accepted:
+        blocked = _blocked_by(status, outcome.headers)
+        if blocked:
+            return Verdict.BLOCKED, f"bot protection ({blocked}, HTTP {status})"
+        if status == 429:
+            return Verdict.RATE_LIMITED, f"still rate limited (HTTP 429) after {_tries(outcome.attempts)}"
+        if status >= 400:
+            tries = f" after {_tries(outcome.attempts)}" if outcome.attempts > 1 else ""
+            if amp and status == 404:
+                return Verdict.BROKEN, f"AMP cache: not cached (HTTP 404){tries}"
+            prefix = "AMP cache: " if amp else ""
+            return Verdict.BROKEN, f"{prefix}HTTP {status}{tries}"
+        if not 200 <= status < 300:
+            return Verdict.BROKEN, f"HTTP {status} with no redirect to follow"
+    image = _image_problem(outcome)
+    if image:
+        return image
+    return _redirects(target, outcome, status, amp)
+
+
+def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict, str]:
+    detail = _detail(outcome.failure_detail)
+    if failure is FetchFailure.TIMEOUT:
+        return Verdict.TIMEOUT, f"timed out after {_tries(outcome.attempts)}{detail}"
+    if failure is FetchFailure.INVALID_URL:
+        return Verdict.INVALID_URL, f"invalid URL{detail}"
+    if failure is FetchFailure.BLOCKED_ADDRESS:
+        return Verdict.SKIPPED, f"skipped: address not allowed by the safety policy{detail}"
+    if failure in _UNREACHABLE:
+        return Verdict.UNREACHABLE, f"{_UNREACHABLE[failure]}{detail}"
+    return Verdict.BROKEN, f"{_BROKEN_FAILURES.get(failure, str(failure))}{detail}"
+
+
+def _blocked_by(status: int, headers: Mapping[str, str]) -> str | None:
+    """The vendor whose challenge this answer is, or None for an ordinary answer."""
+    if status == BLOCK_STATUS:
+        return "HTTP 999"
+    if status not in CHALLENGE_STATUSES:
+        return None
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for name, vendor in BLOCK_MARKERS.items():
+        if name not in lowered:
+            continue
+        if name == "cf-mitigated" and lowered[name].strip().lower() != "challenge":
+            continue
+        if name == "akamai-grn" and status != 403:
+            continue
+        return vendor
+    return None
+
+
+def _image_problem(outcome: FetchOutcome) -> tuple[Verdict, str] | None:
+    facts = outcome.image
+    if facts is None or facts.error is None:
+        return None
+    detail = _detail(facts.detail)
+    if facts.error == "not_image":
+        kind = f" ({outcome.content_type})" if outcome.content_type else ""
+        return Verdict.NOT_IMAGE, f"not an image{kind}{detail}"
+    return Verdict.IMAGE_UNREADABLE, f"image unreadable{detail}"
+
+
+def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) -> tuple[Verdict, str]:
+    hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
+    final = outcome.final_url or outcome.url
+    if not hops and final == outcome.url:
+        accepted = "" if 200 <= status < 300 else " (accepted by policy)"
+        return Verdict.OK, f"HTTP {status}{accepted}"
+    codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"
+    to_origin = amp and _host(final) != _host(target.url)
+    if any(hop.status in PERMANENT_REDIRECTS for hop in hops):
+        if to_origin:
+            return Verdict.MOVED_PERMANENTLY, f"AMP cache redirects to the origin ({codes}): {final}"
+        return Verdict.MOVED_PERMANENTLY, f"moved permanently ({codes}); update the link to {final}"
+    if to_origin:
+        return Verdict.REDIRECTED, f"AMP cache redirects to the origin ({codes}): {final}"
+    return Verdict.REDIRECTED, f"temporary redirect ({codes}) to {final}"
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _tries(attempts: int) -> str:
+    return "1 attempt" if attempts == 1 else f"{attempts} attempts"
+
+
+def _detail(text: str) -> str:
+    """Failure detail as a short single-line suffix (reasons are one line)."""
+    flat = _SPACE.sub(" ", text).strip()
+    if len(flat) > 200:
+        flat = flat[:199] + "…"
+    return f": {flat}" if flat else ""
+
+
+def size_check(declared: Size | None, actual: Size | None, images: ImageSettings) -> SizeCheck:
+    """Compare the size an article declares for an image with its real displayed size.
+
+    ``match``: both sides within ``tolerance_px``. ``scaled``: the aspect ratios agree within
+    ``aspect_tolerance`` (relative to the larger ratio), so the browser scales without
+    distortion. ``size_mismatch``: the image would be distorted or cropped. ``unknown``: a side
+    is missing or has a zero/negative dimension.
+    """
+    if declared is None or actual is None:
+        return SizeCheck.UNKNOWN
+    if min(declared.width, declared.height, actual.width, actual.height) <= 0:
+        return SizeCheck.UNKNOWN
+    tol = images.tolerance_px
+    if abs(declared.width - actual.width) <= tol and abs(declared.height - actual.height) <= tol:
+        return SizeCheck.MATCH
+    want = declared.width / declared.height
+    have = actual.width / actual.height
+    if abs(want - have) / max(want, have) <= images.aspect_tolerance:
+        return SizeCheck.SCALED
+    return SizeCheck.SIZE_MISMATCH
