@@ -31,6 +31,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+
 class UsageError(Exception):
     """A command was called in a way that cannot work; exit code 1."""
 
@@ -55,15 +56,19 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML config file (default: ./config.toml if present).")
+        Path | None,
+        typer.Option("--config", "-c", help="TOML config file (default: ./config.toml if present)."),
     ] = None,
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL.")
+        str | None,
+        typer.Option("--database-url", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL."),
     ] = None,
     log_format: Annotated[
         str | None, typer.Option("--log-format", help="auto, json or console.", show_default=False)
     ] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+    log_level: Annotated[
+        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -121,11 +126,15 @@ def _is_tty() -> bool:
 @app.command()
 def links(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")] = None,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+    ] = None,
     fmt: Annotated[InventoryFormat, typer.Option("--format", "-f", help="Inventory output format.")] = (
         InventoryFormat.table
     ),
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")
+    ] = None,
     summary_only: Annotated[bool, typer.Option("--summary", help="Print only the summary.")] = False,
 ) -> None:
     """Read the corpus, update the URL inventory in the database, and print it with a summary."""
@@ -136,6 +145,81 @@ def links(
         settings = c.settings()
         engine = engine_for(settings)
         code = run_links(engine, settings, paths or None, fmt.value, output, summary_only, _is_tty())
+    raise typer.Exit(code)
+
+
+class CheckFormat(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+    ] = None,
+    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format of the problems.")] = (
+        CheckFormat.table
+    ),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the output to FILE.")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Finish the last interrupted run: check only what it had not checked."),
+    ] = False,
+    only_failing: Annotated[
+        bool, typer.Option("--only-failing", help="Re-check only URLs whose current state is failing.")
+    ] = False,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Global request limit.")] = None,
+    per_host: Annotated[int | None, typer.Option("--per-host", help="Requests in flight per host.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Hard deadline per URL, seconds.")
+    ] = None,
+    allow_private: Annotated[
+        bool | None,
+        typer.Option("--allow-private/--no-allow-private", help="Allow private/loopback targets."),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            min=0,
+            help="If another check is running, wait up to SECONDS for it instead of exiting 1.",
+        ),
+    ] = None,
+) -> None:
+    """Read the corpus, check every distinct URL concurrently, store history and print the problems.
+
+    Exit code 0 when nothing counts as an error, 2 when something does, 1 for usage or config errors.
+    """
+    from monitor import check_cmd
+    from monitor.logs import configure_logging
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings(
+            **{
+                "http.concurrency": concurrency,
+                "http.per_host_concurrency": per_host,
+                "http.total_timeout": timeout,
+                "safety.allow_private": allow_private,
+            }
+        )
+        configure_logging(settings.logging)
+        engine = engine_for(settings)
+        code = check_cmd.run(
+            engine,
+            settings,
+            paths=paths or None,
+            fmt=fmt.value,
+            output=output,
+            resume=resume,
+            only_failing=only_failing,
+            tty=_is_tty(),
+            wait=wait,
+        )
     raise typer.Exit(code)
 
 

@@ -55,7 +55,7 @@ def sync_inventory(
 ) -> SyncReport:
     """Scan ``roots`` (default: the configured ones) and update the inventory tables."""
     started = time.perf_counter()
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = datetime.now(UTC)
     scan_roots = [_norm_root(r) for r in (roots or corpus.roots)]
     known = store.known_files(engine)
     report = SyncReport()
@@ -72,7 +72,9 @@ def sync_inventory(
             with engine.begin() as conn:
                 for aid, size, mtime_ns in restat:
                     conn.execute(
-                        update(store.A).where(store.A.c.id == aid).values(size=size, mtime_ns=mtime_ns, last_seen=now)
+                        update(store.A)
+                        .where(store.A.c.id == aid)
+                        .values(size=size, mtime_ns=mtime_ns, last_seen=now)
                     )
         parsed.clear()
         errors.clear()

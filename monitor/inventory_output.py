@@ -29,7 +29,16 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
     """Every occurrence of the live inventory, ordered by article path and location."""
     a, o, u = ArticleRow.__table__, OccurrenceRow.__table__, UrlRow.__table__
     query = (
-        select(a.c.path, o.c.location, o.c.role, o.c.related, u.c.url, o.c.raw_url, o.c.declared_width, o.c.declared_height)
+        select(
+            a.c.path,
+            o.c.location,
+            o.c.role,
+            o.c.related,
+            u.c.url,
+            o.c.raw_url,
+            o.c.declared_width,
+            o.c.declared_height,
+        )
         .select_from(o.join(a, o.c.article_id == a.c.id).outerjoin(u, o.c.url_id == u.c.id))
         .order_by(a.c.path, o.c.id)
     )
@@ -78,7 +87,8 @@ def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object]) -
         for row in iter_inventory(engine):
             size = f"{row['declared_width']}x{row['declared_height']}" if row["declared_width"] else ""
             shown = row["url"] or f"(invalid) {row['raw_url']}"
-            out.write(f"{inert(str(row['article']))}  {row['location']}  {row['role']}  {inert(str(shown))}  {size}\n")
+            fields = (inert(str(row["article"])), str(row["location"]), str(row["role"]), inert(str(shown)), size)
+            out.write("  ".join(fields) + "\n")
 
 
 def summary_of(engine: Engine, report: SyncReport) -> dict[str, object]:

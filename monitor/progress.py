@@ -14,7 +14,12 @@ def file_progress(tty: bool, label: str, total: int | None = None) -> Iterator[C
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed}/s")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed}/s"),
+    ]
     columns.append(TimeRemainingColumn())
     with Progress(*columns, transient=True) as progress:
         task = progress.add_task(label, total=total)

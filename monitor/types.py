@@ -116,7 +116,7 @@ class Size:
 
 @dataclass(frozen=True, slots=True)
 class Article:
-    """One parsed corpus file. ``path`` is relative to its corpus root, with '/' separators."""
+    """One parsed corpus file. ``path`` is the display path: its root joined with the relative path."""
 
     path: str
     title: str | None

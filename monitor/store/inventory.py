@@ -75,7 +75,10 @@ def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict
         chunk = items[start : start + _IN_CHUNK]
         conn.execute(
             _upsert_ignore(conn, U),  # type: ignore[arg-type]
-            [{"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now} for u, roles in chunk],
+            [
+                {"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now}
+                for u, roles in chunk
+            ],
         )
         found = conn.execute(select(U.c.url, U.c.id, U.c.kind).where(U.c.url.in_([u for u, _ in chunk])))
         upgrade = []
@@ -100,7 +103,9 @@ def _article_id(conn: Connection, art: Article, known: KnownFile | None, now: da
     if known is not None:
         conn.execute(update(A).where(A.c.id == known.id).values(**values))
         return known.id
-    return int(conn.execute(insert(A).values(path=art.path, first_seen=now, **values).returning(A.c.id)).scalar_one())
+    return int(
+        conn.execute(insert(A).values(path=art.path, first_seen=now, **values).returning(A.c.id)).scalar_one()
+    )
 
 
 def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
@@ -210,7 +215,9 @@ def mark_deleted(engine: Engine, paths: Sequence[str], known: dict[str, KnownFil
 def touch_unchanged(engine: Engine, now: datetime, run_started: datetime) -> None:
     """Mark every live article as seen now, in one statement."""
     with engine.begin() as conn:
-        conn.execute(update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < run_started).values(last_seen=now))
+        conn.execute(
+            update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < run_started).values(last_seen=now)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +238,9 @@ def counts(engine: Engine) -> InventoryCounts:
         files = conn.execute(select(func.count()).select_from(A).where(A.c.deleted_at.is_(None))).scalar_one()
         errors = conn.execute(select(func.count()).select_from(E)).scalar_one()
         occ = conn.execute(select(func.count()).select_from(O)).scalar_one()
-        distinct = conn.execute(select(func.count(func.distinct(O.c.url_id))).where(O.c.url_id.is_not(None))).scalar_one()
+        distinct = conn.execute(
+            select(func.count(func.distinct(O.c.url_id))).where(O.c.url_id.is_not(None))
+        ).scalar_one()
         by_kind = dict(conn.execute(select(F.c.kind, func.count()).group_by(F.c.kind)).all())
     return InventoryCounts(
         files=files,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -49,7 +49,9 @@ class UrlRow(SQLModel, table=True):
     etag: str | None = Field(default=None, sa_type=Text)
     last_modified: str | None = Field(default=None, max_length=64)
     alert_state: str = Field(default="ok", max_length=16)
-    recent: str = Field(default="", max_length=64)  # last verdict flags, newest last: "g"/"f" per run
+    alert_failures: int = 0  # streaks as the alert state machine counts them (neutral runs skipped)
+    alert_successes: int = 0
+    recent: str = Field(default="", max_length=64)  # alert flags of the last counted runs, newest last
 
 
 class OccurrenceRow(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 10:16:29.029768
+Create Date: 2026-11-26 10:31:23.446884
 """
 
 from alembic import op
@@ -92,6 +92,8 @@ def upgrade() -> None:
     sa.Column('etag', sa.Text(), nullable=True),
     sa.Column('last_modified', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('alert_state', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('alert_failures', sa.Integer(), nullable=False),
+    sa.Column('alert_successes', sa.Integer(), nullable=False),
     sa.Column('recent', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('url')
