@@ -7,9 +7,12 @@ inventory (their history stays); a root that cannot be read never causes deletio
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -22,7 +25,11 @@ from monitor.links import extract
 from monitor.store import inventory as store
 from monitor.types import CorpusError
 
-BATCH = 500
+BATCH = 500  # articles per database transaction
+CHUNK = 250  # files per parse job
+POOL_AFTER_CHUNKS = 4  # small runs parse in-process; a pool only pays off for big ones
+WORKERS = 2
+IN_FLIGHT = 4  # parse jobs outstanding at once
 
 
 @dataclass(slots=True)
@@ -86,24 +93,48 @@ def sync_inventory(
         if on_error is not None:
             on_error(err)
 
-    for item in discover(scan_roots, corpus.include, corpus.exclude):
-        if isinstance(item, CorpusError):
-            failed_roots.append(_norm_root(item.path))
-            report.errors.append(item)
-            if on_error is not None:
-                on_error(item)
-            continue
-        report.seen += 1
-        if on_file is not None:
-            on_file(report.seen)
-        seen.add(item.path)
-        k = known.get(item.path)
-        if k is not None and not k.deleted and k.size == item.size and k.mtime_ns == item.mtime_ns:
-            report.unchanged += 1
-            continue
-        _read_one(item, k, corpus, parsed, restat, record_error, report)
-        if len(parsed) + len(errors) + len(restat) >= BATCH:
-            flush()
+    pending: list[tuple[CorpusFile, str | None]] = []
+    with _Parser(corpus) as parser:
+
+        def consume(results: list[_Parsed]) -> None:
+            for item, known_id, result in results:
+                if isinstance(result, CorpusError):
+                    record_error(result, item.size, item.mtime_ns)
+                elif result is None:  # same bytes as last time: only the stat changed
+                    restat.append((known_id, item.size, item.mtime_ns))  # type: ignore[arg-type]
+                    report.unchanged += 1
+                else:
+                    parsed.append(result)
+                    report.parsed += 1
+            if len(parsed) + len(errors) + len(restat) >= BATCH:
+                flush()
+
+        for item in discover(scan_roots, corpus.include, corpus.exclude):
+            if isinstance(item, CorpusError):
+                failed_roots.append(_norm_root(item.path))
+                report.errors.append(item)
+                if on_error is not None:
+                    on_error(item)
+                continue
+            report.seen += 1
+            if on_file is not None:
+                on_file(report.seen)
+            seen.add(item.path)
+            k = known.get(item.path)
+            if k is not None and not k.deleted and k.size == item.size and k.mtime_ns == item.mtime_ns:
+                report.unchanged += 1
+                continue
+            pending.append((item, k.sha256 if k is not None and not k.deleted else None))
+            if len(pending) >= CHUNK:
+                for results in parser.submit(
+                    pending, {p: known[p].id for p, _ in _paths(pending) if p in known}
+                ):
+                    consume(results)
+                pending = []
+        for results in parser.submit(
+            pending, {p: known[p].id for p, _ in _paths(pending) if p in known}, last=True
+        ):
+            consume(results)
     flush()
 
     gone = [
@@ -118,25 +149,67 @@ def sync_inventory(
     return report
 
 
-def _read_one(
-    item: CorpusFile,
-    known: store.KnownFile | None,
-    corpus: CorpusSettings,
-    parsed: list[store.Parsed],
-    restat: list[tuple[int, int, int]],
-    record_error: Callable[[CorpusError, int, int], None],
-    report: SyncReport,
-) -> None:
-    result = read_article(item, max_bytes=corpus.max_file_bytes)
-    if isinstance(result, CorpusError):
-        record_error(result, item.size, item.mtime_ns)
-        return
-    if known is not None and not known.deleted and known.sha256 and known.sha256 == result.sha256:
-        restat.append((known.id, item.size, item.mtime_ns))
-        report.unchanged += 1
-        return
-    occurrences, findings = extract(
-        result, max_url_length=corpus.max_url_length, amp_template=corpus.amp_cache_template
-    )
-    parsed.append(store.Parsed(result, occurrences, findings))
-    report.parsed += 1
+_Parsed = tuple[CorpusFile, "int | None", "store.Parsed | CorpusError | None"]
+
+
+def _paths(pending: list[tuple[CorpusFile, str | None]]) -> list[tuple[str, str | None]]:
+    return [(f.path, sha) for f, sha in pending]
+
+
+def parse_chunk(
+    pending: list[tuple[CorpusFile, str | None]], ids: dict[str, int], corpus: CorpusSettings
+) -> list[_Parsed]:
+    """Read and extract a chunk of files (runs in a worker process for big corpora).
+
+    A file whose bytes hash like last time comes back as ``None``: nothing to re-extract.
+    """
+    out: list[_Parsed] = []
+    for item, old_sha in pending:
+        result = read_article(item, max_bytes=corpus.max_file_bytes)
+        if isinstance(result, CorpusError):
+            out.append((item, ids.get(item.path), result))
+        elif old_sha and old_sha == result.sha256:
+            out.append((item, ids.get(item.path), None))
+        else:
+            occurrences, findings = extract(
+                result, max_url_length=corpus.max_url_length, amp_template=corpus.amp_cache_template
+            )
+            out.append((item, ids.get(item.path), store.Parsed(result, occurrences, findings)))
+    return out
+
+
+class _Parser:
+    """Parses chunks in worker processes once a run has enough changed files to pay for them.
+
+    The main process meanwhile writes earlier chunks to the database, so both cores work;
+    at most ``IN_FLIGHT`` chunks are outstanding, which bounds memory.
+    """
+
+    def __init__(self, corpus: CorpusSettings) -> None:
+        self.corpus = corpus
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: deque[Future[list[_Parsed]]] = deque()
+        self.chunks = 0
+
+    def __enter__(self) -> _Parser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(
+        self, pending: list[tuple[CorpusFile, str | None]], ids: dict[str, int], last: bool = False
+    ) -> Iterator[list[_Parsed]]:
+        """Queue ``pending``; yield the results that are ready (all of them when ``last``)."""
+        self.chunks += 1
+        workers = min(WORKERS, os.cpu_count() or 1)
+        if self.pool is None and self.chunks >= POOL_AFTER_CHUNKS and workers > 1:
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        if pending:
+            if self.pool is None:
+                yield parse_chunk(pending, ids, self.corpus)
+            else:
+                self.futures.append(self.pool.submit(parse_chunk, pending, ids, self.corpus))
+        while self.futures and (last or len(self.futures) > IN_FLIGHT or self.futures[0].done()):
+            yield self.futures.popleft().result()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -91,21 +91,35 @@ def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict
     return out
 
 
-def _article_id(conn: Connection, art: Article, known: KnownFile | None, now: datetime) -> int:
-    values = {
-        "title": art.title,
-        "size": art.size,
-        "mtime_ns": art.mtime_ns,
-        "sha256": art.sha256,
-        "last_seen": now,
-        "deleted_at": None,
-    }
-    if known is not None:
-        conn.execute(update(A).where(A.c.id == known.id).values(**values))
-        return known.id
-    return int(
-        conn.execute(insert(A).values(path=art.path, first_seen=now, **values).returning(A.c.id)).scalar_one()
-    )
+def _article_ids(
+    conn: Connection, batch: Sequence[Parsed], known: dict[str, KnownFile], now: datetime
+) -> list[int]:
+    """Insert or update the article rows of a batch with two executemany calls and one SELECT."""
+
+    def values(art: Article) -> dict[str, object]:
+        return {
+            "title": art.title,
+            "size": art.size,
+            "mtime_ns": art.mtime_ns,
+            "sha256": art.sha256,
+            "last_seen": now,
+            "deleted_at": None,
+        }
+
+    fresh = [p.article for p in batch if p.article.path not in known]
+    old = [p.article for p in batch if p.article.path in known]
+    if fresh:
+        conn.execute(insert(A), [{"path": a.path, "first_seen": now, **values(a)} for a in fresh])
+    if old:
+        stmt = update(A).where(A.c.id == bindparam("b_id")).values({k: bindparam(k) for k in values(old[0])})
+        conn.execute(stmt, [{"b_id": known[a.path].id, **values(a)} for a in old])
+    ids: dict[str, int] = {}
+    if fresh:
+        paths = [a.path for a in fresh]
+        for start in range(0, len(paths), _IN_CHUNK):
+            chunk = paths[start : start + _IN_CHUNK]
+            ids.update(dict(conn.execute(select(A.c.path, A.c.id).where(A.c.path.in_(chunk))).all()))
+    return [ids[p.article.path] if p.article.path in ids else known[p.article.path].id for p in batch]
 
 
 def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
@@ -120,7 +134,7 @@ def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownF
     if not batch:
         return
     with engine.begin() as conn:
-        ids = [_article_id(conn, p.article, known.get(p.article.path), now) for p in batch]
+        ids = _article_ids(conn, batch, known, now)
         _clear_article(conn, [i for i, p in zip(ids, batch, strict=True) if p.article.path in known])
         wanted: dict[str, set[Role]] = {}
         for p in batch:
