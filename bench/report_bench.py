@@ -112,7 +112,8 @@ def generate(engine: Engine, runs: int, urls: int, seed: int = 7) -> None:
         for run in range(runs):
             started = T0 + timedelta(days=run)
             run_id = run + 1
-            results, counts = [], {}
+            results: list[tuple[Any, ...]] = []
+            counts: dict[str, int] = {}
             for u in range(urls):
                 verdict, severity, status = _verdict(rng, run, runs, u, u % 5 == 0)
                 counts[verdict] = counts.get(verdict, 0) + 1

@@ -1,0 +1,101 @@
+"""Wording and value formatting shared by the renderers, so every format says the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from reports.data import ChangesSection, Dims, ImagesSection, UrlItem, UrlList
+
+SECTION_TITLES: dict[str, str] = {
+    "summary": "Summary",
+    "broken": "Broken links",
+    "images": "Images",
+    "moved": "Moved permanently",
+    "changes": "Changes since the previous run",
+    "blocked": "Blocked, rate-limited and timed out",
+    "findings": "Findings",
+    "corpus_errors": "Corpus errors",
+    "trend": "Trend",
+}
+IMAGE_LISTS: tuple[tuple[str, str], ...] = (
+    ("size_mismatch", "Size mismatch (declared size has another aspect ratio)"),
+    ("scaled", "Scaled (declared size differs, same aspect ratio)"),
+    ("not_image", "Not an image"),
+    ("image_unreadable", "Unreadable image"),
+)
+SIZE_REASONS: dict[str, str] = {
+    "size_mismatch": "declared size has another aspect ratio than the image",
+    "scaled": "declared size differs from the image, same aspect ratio",
+}
+CHANGE_LISTS: tuple[tuple[str, str], ...] = (
+    ("newly_broken", "Newly broken"),
+    ("recovered", "Recovered"),
+    ("still_broken", "Still broken"),
+    ("flapping", "Flapping"),
+)
+
+
+def when(moment: datetime | None) -> str:
+    """A UTC timestamp to the second; empty when unknown."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def day(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unfinished"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def dims(value: Dims | None) -> str:
+    return "" if value is None else str(value)
+
+
+def is_web_url(url: str | None) -> bool:
+    """Only http(s) URLs with a host become links; anything else (javascript:, data:, files) stays text."""
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def since(item: UrlItem) -> str:
+    return when(item.failing_since)
+
+
+def status(item: UrlItem) -> str:
+    return "" if item.http_status is None else str(item.http_status)
+
+
+def image_lists(section: ImagesSection) -> Iterator[tuple[str, str, UrlList]]:
+    for key, title in IMAGE_LISTS:
+        yield key, title, getattr(section, key)
+
+
+def change_lists(section: ChangesSection) -> Iterator[tuple[str, str, UrlList]]:
+    for key, title in CHANGE_LISTS:
+        yield key, title, getattr(section, key)
+
+
+def more(omitted: int, what: str) -> str:
+    """The line a renderer prints when a capped list left items out."""
+    return f"{omitted} more {what} not listed (raise the report limit to see them)."
+
+
+def verdict_counts(counts: tuple[tuple[str, int], ...]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts)
