@@ -1,0 +1,159 @@
+"""Per-host politeness: how many requests a host gets at once and how often they may start.
+
+Every request takes a slot of its host key (``host[:port]``) before it takes a global one, so
+a crowd waiting for one slow host holds no global capacity. Inside a slot the request waits
+for its host's turn: starts are spaced by the host's interval, which is the configured
+``min_interval_ms`` or the adaptive penalty, whichever is larger. The penalty follows lychee:
+each 429 doubles it (starting at 500 ms, capped at ``backoff_max``), any 2xx clears it. A
+``Retry-After`` pauses the whole host until then (capped at ``retry_after_cap``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from monitor.config import HostSettings, HttpSettings
+
+__all__ = ["ADAPTIVE_START", "HostLimiter", "HostPolicy", "host_settings"]
+
+ADAPTIVE_START = 0.5  # seconds added between starts after the first 429 (lychee's starting delay)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPolicy:
+    """Concurrency and start spacing for one host."""
+
+    concurrency: int
+    min_interval: float = 0.0
+
+
+def host_settings(hosts: Mapping[str, HostSettings], key: str) -> HostSettings | None:
+    """The ``[http.hosts]`` entry for a host key: ``host:port`` first, then the bare host."""
+    if not hosts:
+        return None
+    found = hosts.get(key)
+    if found is not None:
+        return found
+    # "[::1]:8080" → "[::1]"; "example.com:8080" → "example.com"
+    bare = key[: key.find("]") + 1] if key.startswith("[") else (key.rpartition(":")[0] or key)
+    return hosts.get(bare) if bare != key else None
+
+
+class _Host:
+    __slots__ = ("in_flight", "last_start", "paused_until", "peak", "penalty", "policy", "semaphore")
+
+    def __init__(self, policy: HostPolicy) -> None:
+        self.policy = policy
+        self.semaphore = asyncio.Semaphore(policy.concurrency)
+        self.last_start = -math.inf
+        self.paused_until = 0.0
+        self.penalty = 0.0
+        self.in_flight = 0
+        self.peak = 0
+
+
+class HostLimiter:
+    """Slots, start spacing and adaptive slow-down per host key (event-loop local)."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        min_interval: float = 0.0,
+        *,
+        backoff_max: float = 30.0,
+        retry_after_cap: float = 60.0,
+        overrides: Mapping[str, HostSettings] | None = None,
+    ) -> None:
+        self._default = HostPolicy(concurrency, min_interval)
+        self._overrides = dict(overrides or {})
+        self._backoff_max = backoff_max
+        self._retry_after_cap = retry_after_cap
+        self._hosts: dict[str, _Host] = {}
+        self.peaks: dict[str, int] = {}
+
+    @classmethod
+    def from_settings(cls, http: HttpSettings) -> HostLimiter:
+        return cls(
+            http.per_host_concurrency,
+            http.min_interval_ms / 1000,
+            backoff_max=http.backoff_max,
+            retry_after_cap=http.retry_after_cap,
+            overrides=http.hosts,
+        )
+
+    def policy(self, key: str) -> HostPolicy:
+        """The effective concurrency and interval of a host key."""
+        extra = host_settings(self._overrides, key)
+        if extra is None:
+            return self._default
+        return HostPolicy(
+            extra.concurrency or self._default.concurrency,
+            self._default.min_interval if extra.min_interval_ms is None else extra.min_interval_ms / 1000,
+        )
+
+    def _host(self, key: str) -> _Host:
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(self.policy(key))
+        return host
+
+    @asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        """Hold one of the host's slots, entered no earlier than the host's next allowed start."""
+        host = self._host(key)
+        async with host.semaphore:
+            await self._wait_turn(host)
+            host.in_flight += 1
+            if host.in_flight > host.peak:
+                host.peak = self.peaks[key] = host.in_flight
+            try:
+                yield
+            finally:
+                host.in_flight -= 1
+
+    async def _wait_turn(self, host: _Host) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            # Computed afresh on every wake-up: a 429 or Retry-After may have arrived meanwhile.
+            spacing = max(host.policy.min_interval, host.penalty)
+            start = max(host.last_start + spacing, host.paused_until)
+            if start <= now:
+                host.last_start = now
+                return
+            await asyncio.sleep(start - now)
+
+    def observe(self, key: str, status: int | None, retry_after: float | None = None) -> None:
+        """Learn from an answer: 429 slows the host, 2xx restores it, Retry-After pauses it."""
+        host = self._host(key)
+        if status == 429:
+            host.penalty = min(self._backoff_max, max(ADAPTIVE_START, host.penalty * 2))
+        elif status is not None and 200 <= status < 300:
+            host.penalty = 0.0
+        if retry_after is not None and retry_after > 0:
+            until = asyncio.get_running_loop().time() + min(retry_after, self._retry_after_cap)
+            host.paused_until = max(host.paused_until, until)
+
+    def penalty(self, key: str) -> float:
+        """The host's current adaptive delay between starts, in seconds."""
+        host = self._hosts.get(key)
+        return host.penalty if host is not None else 0.0
+
+    def paused_for(self, key: str) -> float:
+        """Seconds until the host may be asked again because of a Retry-After (0 if not paused)."""
+        host = self._hosts.get(key)
+        if host is None:
+            return 0.0
+        return max(0.0, host.paused_until - asyncio.get_running_loop().time())
+
+    def in_flight(self, key: str) -> int:
+        host = self._hosts.get(key)
+        return host.in_flight if host is not None else 0
+
+    def peak(self, key: str) -> int:
+        """The most requests this host ever had in flight at once."""
+        return self.peaks.get(key, 0)
