@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.store.db import DatabaseError, open_engine, redact_db_url
+from reports.data import ReportError
 
 app = typer.Typer(
     name="monitor",
@@ -98,7 +99,7 @@ def _errors(c: Context) -> Iterator[None]:
     """Turn expected failures into one line and exit code 1."""
     try:
         yield
-    except (ConfigError, DatabaseError, UsageError) as exc:
+    except (ConfigError, DatabaseError, UsageError, ReportError) as exc:
         if c.debug:
             raise
         fail(str(exc))
@@ -223,6 +224,83 @@ def check(
     raise typer.Exit(code)
 
 
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")] = ReportFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    section: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--section",
+            "-s",
+            help="Only these sections (repeatable): summary, broken, images, moved, changes, blocked, "
+            "findings, corpus_errors, trend.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most URLs listed per section (0: no cap).")] = 1000,
+    trend_runs: Annotated[int | None, typer.Option("--trend-runs", help="Runs shown in the trend.")] = None,
+) -> None:
+    """Render the report of a run: what is broken, image size problems, changes, trends."""
+    from monitor.check_cmd import emit
+    from reports import build_report
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        engine = engine_for(settings)
+        if run != "latest" and not run.isdigit():
+            raise UsageError(f"--run must be a run id or 'latest', not {run!r}")
+        data = build_report(
+            engine,
+            None if run == "latest" else int(run),
+            sections=section or None,
+            trend_runs=trend_runs or settings.reports.trend_runs,
+            limit=limit or None,
+        )
+        emit(data, fmt.value, output)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="The URL as written in an article (it is normalised first).")],
+    runs: Annotated[int, typer.Option("--runs", help="Most recent runs shown.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Print a URL's timeline (verdict, status, time, size per run), its occurrences and current state."""
+    from monitor.history import print_history
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        code = print_history(engine_for(settings), url, runs=runs, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Print the last run's summary and the state of the corpus (problems by kind, oldest breakage)."""
+    from monitor.history import print_status
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        print_status(engine_for(settings), as_json=as_json)
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Apply database migrations (every command also does this on start)."""
@@ -233,6 +311,121 @@ def db_upgrade(ctx: typer.Context) -> None:
         typer.echo(f"database {redact_db_url(settings.database_url)} is up to date")
 
 
+@app.command()
+def schedule(ctx: typer.Context) -> None:
+    """Run the job scheduler in the foreground: [jobs.*] on their schedules until SIGTERM or SIGINT.
+
+    The first signal lets a running check finish in-flight requests (jobs.shutdown_grace_seconds),
+    marks its run interrupted and exits 0; a second signal exits at once.
+    """
+    import asyncio
+
+    from jobs.scheduler import ScheduleError, job_specs, serve
+    from monitor.logs import configure_logging
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        configure_logging(settings.logging)
+        try:
+            specs = job_specs(settings)
+        except ScheduleError as exc:
+            raise UsageError(str(exc)) from None
+        engine = engine_for(settings)
+        code = asyncio.run(serve(settings, engine, specs=specs))
+        engine.dispose()
+    raise typer.Exit(code)
+
+
+@app.command("jobs")
+def list_jobs(ctx: typer.Context) -> None:
+    """List the scheduled jobs: enabled flag, schedule and next run time (UTC)."""
+    from jobs.scheduler import ScheduleError, describe_jobs
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        engine = engine_for(settings)
+        try:
+            infos = describe_jobs(settings, engine)
+        except ScheduleError as exc:
+            raise UsageError(str(exc)) from None
+        rows = [
+            (
+                i.name,
+                "yes" if i.enabled else "no",
+                i.schedule,
+                i.next_run.strftime("%Y-%m-%d %H:%M:%S UTC") if i.next_run else "-",
+                i.note,
+            )
+            for i in infos
+        ]
+        header = ("JOB", "ENABLED", "SCHEDULE", "NEXT RUN", "NOTE")
+        widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+        for row in [header, *rows]:
+            typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command("run-job")
+def run_job(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="nightly_check, recheck_failing or prune_history.")],
+) -> None:
+    """Run one job now, in the foreground, with the same locking as the scheduler.
+
+    Exit code 0 when it went fine (or had nothing to do), 2 when a check found errors,
+    1 for usage errors, a failed job, or another check holding the lock.
+    """
+    import asyncio
+
+    from jobs.runner import JOB_NAMES, canonical
+    from jobs.scheduler import run_now
+    from monitor.logs import configure_logging
+
+    c = _ctx(ctx)
+    with _errors(c):
+        job = canonical(name)
+        if job is None:
+            raise UsageError(f"unknown job {name!r}; choose from {', '.join(JOB_NAMES)}")
+        settings = c.settings()
+        configure_logging(settings.logging)
+        engine = engine_for(settings)
+        result = asyncio.run(run_now(settings, engine, job))
+        code = _job_exit_code(engine, result)
+        engine.dispose()
+    raise typer.Exit(code)
+
+
+def _job_exit_code(engine: Engine, result: Any) -> int:
+    """Like `check`: 2 when a check run found errors (or findings, corpus errors), 1 when it could not run."""
+    from monitor.check_cmd import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, busy_message
+
+    if result.status == "busy":
+        typer.echo(f"error: {busy_message(result.value)}", err=True)
+        return EXIT_USAGE
+    if result.status == "failed":
+        typer.echo(f"error: job {result.job} failed: {result.detail}", err=True)
+        return EXIT_USAGE
+    if result.status == "skipped":
+        typer.echo(f"{result.job}: skipped: {result.detail}", err=True)
+        return EXIT_OK
+    outcome = result.value
+    if hasattr(outcome, "run_id"):
+        from reports import build_report
+
+        summary = build_report(engine, outcome.run_id, sections=("summary",)).summary
+        problems = outcome.errors + (summary.findings + summary.corpus_errors if summary else 0)
+        typer.echo(f"{result.job}: run {outcome.run_id} {outcome.state}, {outcome.checked} checked", err=True)
+        return EXIT_PROBLEMS if problems else EXIT_OK
+    details = ", ".join(f"{k} {v}" for k, v in outcome.as_log().items()) if hasattr(outcome, "as_log") else ""
+    typer.echo(f"{result.job}: done{': ' + details if details else ''}", err=True)
+    return EXIT_OK
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -188,7 +188,7 @@ def _image_problem(outcome: FetchOutcome) -> tuple[Verdict, str] | None:
 def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) -> tuple[Verdict, str]:
     hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
     final = outcome.final_url or outcome.url
-    if not hops and final == outcome.url:
+    if not hops:  # no redirect answered (a remapped URL's final_url differs without one)
         accepted = "" if 200 <= status < 300 else " (accepted by policy)"
         return Verdict.OK, f"HTTP {status}{accepted}"
     codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"

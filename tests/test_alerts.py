@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from monitor.alerts import (
     RECENT_MAX,
@@ -130,9 +131,11 @@ def test_neutral_step_returns_previous_state_unchanged() -> None:
 
 
 def test_recent_is_capped_to_store_width() -> None:
-    """A flap window wider than the stored column is capped to RECENT_MAX flags."""
-    state, _ = run("g" * (RECENT_MAX + 10), AlertSettings(flap_window=500, flap_threshold=400))
+    """The widest flap window the config allows keeps exactly RECENT_MAX flags; a wider one is refused."""
+    state, _ = run("g" * (RECENT_MAX + 10), AlertSettings(flap_window=RECENT_MAX, flap_threshold=40))
     assert len(state.recent) == RECENT_MAX
+    with pytest.raises(ValidationError):
+        AlertSettings(flap_window=RECENT_MAX + 1)
 
 
 def test_flag_for_follows_page_on_and_severity() -> None:

@@ -1,0 +1,548 @@
+"""The one module that wires the stages: corpus → links → fetch → verdict → store → alert.
+
+A run plans its targets from the inventory in pages (memory stays flat), dispatches
+them so that no host ever has more than its limit in flight and no global slot waits
+on a busy host, judges each outcome, and hands results to a single writer that
+commits them in batches as the run goes. A crash loses at most the batch in hand;
+``resume`` finishes an interrupted run by checking only what has no result yet.
+
+The targets of a run can be split by host (``shard_of``), so a later executor can run
+shards on other machines against the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import Engine
+
+from monitor import alerts
+from monitor.config import Settings
+from monitor.fetch import Fetcher
+from monitor.inventory import SyncReport, sync_inventory
+from monitor.store import results as store
+from monitor.types import (
+    CheckResult,
+    FetchOutcome,
+    Hop,
+    ImageFacts,
+    Judgement,
+    Role,
+    Severity,
+    Size,
+    SizeCheck,
+    Target,
+    TargetKind,
+    Verdict,
+)
+from monitor.verdict import classify, severity_for, size_check
+
+log = structlog.get_logger("monitor.pipeline")
+
+PAGE = 2000  # targets read from the plan per query
+WRITE_BATCH = 200  # results per transaction
+WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
+NOT_MODIFIED = " (not modified)"
+FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
+
+
+def utcnow() -> datetime:
+    """Aware UTC: every timestamp column is UTC-aware (SQLModel UTCDateTime)."""
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What a run did, for the CLI summary and the jobs."""
+
+    run_id: int
+    state: str
+    total: int
+    checked: int
+    counts: dict[str, int]
+    severities: dict[str, int]
+    duration_s: float
+    inventory: SyncReport | None = None
+    events: list[alerts.Event] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return self.severities.get(Severity.ERROR.value, 0)
+
+    @property
+    def warnings(self) -> int:
+        return self.severities.get(Severity.WARNING.value, 0)
+
+
+def effective_concurrency(wanted: int) -> int:
+    """Lower ``wanted`` below the open-file limit instead of failing mid-run with EMFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    room = max(1, (soft - FD_RESERVE) // 2)  # a request may hold two descriptors while reconnecting
+    if wanted > room:
+        log.warning("concurrency.lowered", wanted=wanted, lowered_to=room, open_file_limit=soft)
+        return room
+    return wanted
+
+
+def host_limit(settings: Settings, host: str) -> int:
+    override = settings.http.hosts.get(host) or settings.http.hosts.get(host.rsplit(":", 1)[0])
+    if override is not None and override.concurrency is not None:
+        return override.concurrency
+    return settings.http.per_host_concurrency
+
+
+async def run_check(
+    settings: Settings,
+    engine: Engine,
+    *,
+    paths: Sequence[str] | None = None,
+    trigger: str = "cli",
+    only_failing: bool = False,
+    resume: bool = False,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Check the corpus once; see the module docstring for the shape of a run."""
+    started = time.perf_counter()
+    now = utcnow()
+    stop = stop or asyncio.Event()
+    stale = store.interrupt_stale_runs(
+        engine, now=now, stale_after=timedelta(seconds=settings.jobs.lock_ttl_seconds)
+    )
+    for run_id in stale:
+        log.warning("run.interrupted", run_id=run_id, reason="found unfinished at start-up")
+
+    inventory: SyncReport | None = None
+    run_id = store.latest_interrupted(engine) if resume else None
+    if run_id is not None:
+        store.reopen_run(engine, run_id, now)
+        trigger = "resume"
+    else:
+        if not only_failing:
+            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
+            for err in inventory.errors:
+                log.warning(
+                    "corpus.error",
+                    path=err.path,
+                    kind=err.kind,
+                    message=err.message,
+                    line=err.line,
+                    column=err.column,
+                )
+        run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    try:
+        total = store.count_plan(engine, run_id=run_id, only_failing=only_failing)
+        store.set_total(engine, run_id, total)
+        log.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
+        runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress)
+        try:
+            await runner.execute()
+        except BaseException as exc:
+            state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
+            store.finish_run(engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}")
+            log.error(
+                "run.failed" if state == "failed" else "run.interrupted", error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        state = "interrupted" if runner.cut_short else "finished"
+        counts = store.finish_run(engine, run_id, state=state, now=utcnow())
+        by_verdict, by_severity = store.run_counts(engine, run_id)
+        events = alerts.group_host_down(runner.events, settings.alerts.host_down_threshold)
+        for name, keys in events:
+            log.warning(name, **keys)
+        outcome = RunOutcome(
+            run_id=run_id,
+            state=state,
+            total=total,
+            checked=sum(counts.values()),
+            counts=by_verdict,
+            severities=by_severity,
+            duration_s=time.perf_counter() - started,
+            inventory=inventory,
+            events=events,
+        )
+        log.info(
+            "run.finished" if state == "finished" else "run.interrupted",
+            counts=by_verdict,
+            checked=outcome.checked,
+            errors=outcome.errors,
+            warnings=outcome.warnings,
+            duration_s=round(outcome.duration_s, 3),
+        )
+        return outcome
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id")
+
+
+class _Run:
+    """Dispatcher + single writer for one run."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        run_id: int,
+        only_failing: bool,
+        stop: asyncio.Event,
+        total: int,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.run_id = run_id
+        self.only_failing = only_failing
+        self.stop = stop
+        self.total = total
+        self.on_progress = on_progress
+        self.concurrency = effective_concurrency(settings.http.concurrency)
+        self.events: list[alerts.Event] = []
+        self.cut_short = False
+        self.done = 0
+        self.queue: asyncio.Queue[tuple[store.Planned, FetchOutcome] | None] = asyncio.Queue(
+            maxsize=self.concurrency * 4
+        )
+
+    async def execute(self) -> None:
+        writer = asyncio.create_task(self._writer())
+        try:
+            async with Fetcher(self.settings.http, self.settings.safety) as fetcher:
+                await self._dispatch(fetcher)
+        finally:
+            await self.queue.put(None)
+            await writer
+
+    async def _load(self, after_id: int) -> list[store.Planned]:
+        def page() -> list[store.Planned]:
+            with self.engine.connect() as conn:
+                return store.plan_page(
+                    conn, run_id=self.run_id, after_id=after_id, limit=PAGE, only_failing=self.only_failing
+                )
+
+        return await asyncio.to_thread(page)
+
+    async def _dispatch(self, fetcher: Fetcher) -> None:
+        pending: dict[str, deque[store.Planned]] = {}
+        ring: deque[str] = deque()
+        in_host: Counter[str] = Counter()
+        tasks: dict[asyncio.Task[FetchOutcome], store.Planned] = {}
+        buffered = 0
+        after_id = 0
+        exhausted = False
+        stop_wait = asyncio.create_task(self.stop.wait())
+        try:
+            while True:
+                if self.stop.is_set():
+                    break
+                if not exhausted and buffered < PAGE:
+                    page = await self._load(after_id)
+                    exhausted = len(page) < PAGE
+                    for item in page:
+                        host = item.target.host
+                        if host not in pending:
+                            pending[host] = deque()
+                        if not pending[host]:
+                            ring.append(host)
+                        pending[host].append(item)
+                    buffered += len(page)
+                    if page:
+                        after_id = page[-1].url_id
+                # launch round-robin over hosts that have work and spare capacity
+                for _ in range(len(ring)):
+                    if len(tasks) >= self.concurrency:
+                        break
+                    host = ring[0]
+                    ring.rotate(-1)
+                    queue = pending[host]
+                    while (
+                        queue
+                        and in_host[host] < host_limit(self.settings, host)
+                        and len(tasks) < self.concurrency
+                    ):
+                        item = queue.popleft()
+                        buffered -= 1
+                        in_host[host] += 1
+                        tasks[asyncio.create_task(fetcher.fetch(item.target))] = item
+                    if not queue:
+                        ring.remove(host)
+                if not tasks:
+                    if exhausted and buffered == 0:
+                        return
+                    continue
+                done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is stop_wait:
+                        continue
+                    item = tasks.pop(task)  # type: ignore[arg-type]
+                    in_host[item.target.host] -= 1
+                    await self.queue.put((item, _outcome_of(task, item.target)))
+            # stop requested: give in-flight requests a grace period, then cut the rest
+            self.cut_short = True
+            if tasks:
+                done, rest = await asyncio.wait(tasks, timeout=self.settings.jobs.shutdown_grace_seconds)
+                for task in done:
+                    await self.queue.put((tasks[task], _outcome_of(task, tasks[task].target)))
+                for task in rest:
+                    task.cancel()
+                await asyncio.gather(*rest, return_exceptions=True)
+        finally:
+            stop_wait.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def _writer(self) -> None:
+        batch: list[tuple[store.Planned, FetchOutcome]] = []
+        last = time.monotonic()
+        while True:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout=WRITE_INTERVAL)
+            except TimeoutError:
+                item = ...  # type: ignore[assignment]
+            if item is None:
+                break
+            if item is not ...:
+                batch.append(item)  # type: ignore[arg-type]
+            if batch and (len(batch) >= WRITE_BATCH or time.monotonic() - last >= WRITE_INTERVAL):
+                await self._flush(batch)
+                batch = []
+                last = time.monotonic()
+        if batch:
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[store.Planned, FetchOutcome]]) -> None:
+        events = await asyncio.to_thread(save_results, self.engine, self.settings, self.run_id, batch)
+        self.events.extend(events)
+        self.done += len(batch)
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+
+def _outcome_of(task: asyncio.Task[FetchOutcome], target: Target) -> FetchOutcome:
+    """The fetch outcome; a bug inside fetch becomes a visible protocol failure, not a lost URL."""
+    exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+    if exc is None:
+        return task.result()
+    from monitor.types import FetchFailure
+
+    log.error("fetch.bug", url=target.url, error=f"{type(exc).__name__}: {exc}")
+    return FetchOutcome(
+        url=target.url, failure=FetchFailure.PROTOCOL, failure_detail=f"internal error: {exc}"
+    )
+
+
+def _facts_from_previous(outcome: FetchOutcome, prev: dict[str, object]) -> FetchOutcome:
+    """A 304 keeps the previous run's facts, marked not-modified."""
+    width, height = prev.get("image_width"), prev.get("image_height")
+    image = None
+    if prev.get("image_format") or width is not None:
+        size = Size(int(width), int(height)) if width is not None and height is not None else None  # type: ignore[arg-type]
+        image = ImageFacts(format=prev.get("image_format"), size=size)  # type: ignore[arg-type]
+    hops = tuple(Hop(str(u), int(s), loc) for u, s, loc in json.loads(str(prev.get("redirects") or "[]")))
+    return FetchOutcome(
+        url=outcome.url,
+        status=int(prev["http_status"]) if prev.get("http_status") is not None else outcome.status,  # type: ignore[call-overload]
+        final_url=prev.get("final_url") or outcome.final_url,  # type: ignore[arg-type]
+        redirects=hops,
+        attempts=outcome.attempts,
+        elapsed_ms=outcome.elapsed_ms,
+        method=outcome.method,
+        content_type=prev.get("content_type") or outcome.content_type,  # type: ignore[arg-type]
+        bytes_read=outcome.bytes_read,
+        headers=outcome.headers,
+        image=image,
+        not_modified=True,
+        etag=outcome.etag,
+        last_modified=outcome.last_modified,
+    )
+
+
+def _judge(
+    target: Target,
+    outcome: FetchOutcome,
+    prev: dict[str, object] | None,
+    roles: frozenset[Role],
+    settings: Settings,
+) -> tuple[FetchOutcome, Judgement]:
+    """Classify an outcome; a 304 keeps the previous verdict and facts (severity follows today's policy)."""
+    if outcome.not_modified and prev is not None:
+        verdict = Verdict(str(prev["verdict"]))
+        reason = str(prev["reason"]).removesuffix(NOT_MODIFIED)
+        severity = severity_for(verdict, roles, target.host, settings.verdicts)
+        return _facts_from_previous(outcome, prev), Judgement(verdict, severity, reason + NOT_MODIFIED)
+    return outcome, classify(target, outcome, settings.verdicts, roles)
+
+
+def save_results(
+    engine: Engine, settings: Settings, run_id: int, batch: Sequence[tuple[store.Planned, FetchOutcome]]
+) -> list[alerts.Event]:
+    """Judge one batch of outcomes and write results, size checks and URL state in one transaction."""
+    now = utcnow()
+    ids = [p.url_id for p, _ in batch]
+    events: list[alerts.Event] = []
+    rows = store.BatchWrite([], [], [], [])
+    with engine.begin() as conn:
+        occs = store.occurrences_for(conn, ids)
+        states = store.states_for(conn, ids)
+        not_modified = [p.url_id for p, o in batch if o.not_modified]
+        prevs = store.previous_results(conn, not_modified, run_id) if not_modified else {}
+        for planned, raw in batch:
+            uid = planned.url_id
+            here = occs.get(uid, [])
+            roles = frozenset(o.role for o in here)
+            target = Target(
+                url=planned.target.url,
+                host=planned.target.host,
+                kind=planned.target.kind,
+                roles=roles,
+                etag=planned.target.etag,
+                last_modified=planned.target.last_modified,
+            )
+            outcome, judgement = _judge(target, raw, prevs.get(uid), roles, settings)
+            result = CheckResult(target, outcome, judgement)
+            rows.results.append(_result_row(run_id, uid, result, now))
+            occ_dicts = [{"article": o.article, "location": o.location} for o in here]
+            actual = outcome.image.size if outcome.image else None
+            if target.kind is TargetKind.IMAGE:
+                for occ in here:
+                    if not occ.role.is_image:
+                        continue
+                    check = size_check(occ.declared, actual, settings.images)
+                    rows.size_checks.append(
+                        {
+                            "run_id": run_id,
+                            "occurrence_id": occ.id,
+                            "url_id": uid,
+                            "verdict": check.value,
+                            "declared_width": occ.declared.width if occ.declared else None,
+                            "declared_height": occ.declared.height if occ.declared else None,
+                            "actual_width": actual.width if actual else None,
+                            "actual_height": actual.height if actual else None,
+                        }
+                    )
+                    if check is SizeCheck.SIZE_MISMATCH:
+                        events.append(
+                            alerts.size_mismatch_event(
+                                target.url, occ.article, occ.location, occ.declared, actual, check
+                            )
+                        )
+            state = states.get(uid)
+            update, transition_events = _advance(uid, state, result, occ_dicts, settings, now, run_id)
+            rows.url_updates.append(update)
+            events.extend(transition_events)
+            if state is not None and transition_events:
+                rows.state_changes.extend(
+                    {
+                        "run_id": run_id,
+                        "url_id": uid,
+                        "at": now,
+                        "from_state": state.alert_state,
+                        "to_state": update["alert_state"],
+                    }
+                    for name, _ in transition_events
+                    if name in ("link.broken", "link.recovered", "link.flapping")
+                )
+            if judgement.verdict is Verdict.MOVED_PERMANENTLY and (
+                state is None or state.last_verdict != "moved_permanently"
+            ):
+                events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
+        store.write_batch(conn, run_id, rows, now)
+    return events
+
+
+def _result_row(run_id: int, url_id: int, result: CheckResult, now: datetime) -> dict[str, object]:
+    o, j = result.outcome, result.judgement
+    size = o.image.size if o.image else None
+    from monitor.urls import redact_url
+
+    return {
+        "run_id": run_id,
+        "url_id": url_id,
+        "checked_at": now,
+        "verdict": j.verdict.value,
+        "severity": j.severity.value,
+        "reason": j.reason,
+        "http_status": o.status,
+        "final_url": redact_url(o.final_url) if o.final_url else None,
+        "redirects": json.dumps(
+            [[redact_url(h.url), h.status, h.location and redact_url(h.location)] for h in o.redirects]
+        )
+        if o.redirects
+        else None,
+        "attempts": o.attempts,
+        "elapsed_ms": o.elapsed_ms,
+        "method": o.method,
+        "content_type": (o.content_type or None) and o.content_type[:200],
+        "bytes_read": o.bytes_read,
+        "failure": o.failure.value if o.failure else None,
+        "image_format": o.image.format if o.image else None,
+        "image_width": size.width if size else None,
+        "image_height": size.height if size else None,
+        "not_modified": o.not_modified,
+    }
+
+
+def _advance(
+    url_id: int,
+    state: store.UrlState | None,
+    result: CheckResult,
+    occurrences: list[dict[str, str]],
+    settings: Settings,
+    now: datetime,
+    run_id: int,
+) -> tuple[dict[str, object], list[alerts.Event]]:
+    """The URL's new current state and the alert events its transition (if any) fires."""
+    j, o = result.judgement, result.outcome
+    prev = state or store.UrlState(url_id, 0, 0, None, None, "ok", 0, 0, "", None)
+    failing = j.verdict.is_failure
+    good = j.verdict.is_good
+    alert_prev = alerts.AlertState(prev.alert_state, prev.alert_failures, prev.alert_successes, prev.recent)  # type: ignore[arg-type]
+    new_alert, transition = alerts.step(alert_prev, j.verdict, j.severity, settings.alerts)
+    failing_since = (prev.failing_since or now) if failing else None
+    update: dict[str, object] = {
+        "b_id": url_id,
+        "last_checked": now,
+        "last_run_id": run_id,
+        "last_verdict": j.verdict.value,
+        "last_severity": j.severity.value,
+        "last_status": o.status,
+        "last_ok": now if good else prev.last_ok,
+        "failing_since": failing_since,
+        "consecutive_failures": prev.consecutive_failures + 1 if failing else 0,
+        "consecutive_successes": prev.consecutive_successes + 1 if good else 0,
+        "etag": o.etag if o.etag is not None or not o.not_modified else None,
+        "last_modified": o.last_modified,
+        "alert_state": new_alert.state,
+        "alert_failures": new_alert.consecutive_failures,
+        "alert_successes": new_alert.consecutive_successes,
+        "recent": new_alert.recent,
+    }
+    if o.not_modified:  # a 304 may omit validators: keep the ones we sent
+        update["etag"] = o.etag or result.target.etag
+        update["last_modified"] = o.last_modified or result.target.last_modified
+    events: list[alerts.Event] = []
+    if transition is not None:
+        events.append(
+            alerts.link_event(
+                transition,
+                result.target.url,
+                judgement=j,
+                state=new_alert,
+                settings=settings.alerts,
+                host=result.target.host,
+                http_status=o.status,
+                occurrences=occurrences,
+                since=failing_since or prev.failing_since,
+                down_for_runs=prev.consecutive_failures if transition == "recovered" else None,
+            )
+        )
+    return update, events

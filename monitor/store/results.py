@@ -1,0 +1,399 @@
+"""Run persistence: run rows, the check plan, result batches and per-URL state.
+
+Everything a run learns reaches the database through ``save_batch`` — one
+transaction per batch — so a crash loses at most the batch in hand. Result rows are
+unique per (run, URL) and inserted with ON CONFLICT DO NOTHING, so a resumed or
+retried batch never duplicates them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from monitor.store.models import (
+    ArticleRow,
+    OccurrenceRow,
+    ResultRow,
+    RunRow,
+    SizeCheckRow,
+    StateChangeRow,
+    UrlRow,
+)
+from monitor.types import Role, Size, Target, TargetKind, Verdict
+
+R = RunRow.__table__
+RES = ResultRow.__table__
+U = UrlRow.__table__
+O = OccurrenceRow.__table__  # noqa: E741
+A = ArticleRow.__table__
+SC = SizeCheckRow.__table__
+SCH = StateChangeRow.__table__
+
+FAILING = [v.value for v in Verdict if v.is_failure]
+
+
+def holder_id() -> str:
+    """Who runs this process: host and pid, stored on runs and leases."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _insert_ignore(conn: Connection, table: object) -> object:
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
+    return sqlite_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
+
+
+def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime) -> int:
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(R)
+                .values(
+                    started_at=now,
+                    heartbeat_at=now,
+                    state="running",
+                    trigger=trigger,
+                    config_fingerprint=fingerprint,
+                    holder=holder_id(),
+                )
+                .returning(R.c.id)
+            ).scalar_one()
+        )
+
+
+def set_total(engine: Engine, run_id: int, total: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(R).where(R.c.id == run_id).values(total_targets=total))
+
+
+def finish_run(
+    engine: Engine, run_id: int, *, state: str, now: datetime, error: str | None = None
+) -> dict[str, int]:
+    """Close a run: state, end time, and verdict counts computed from its result rows."""
+    with engine.begin() as conn:
+        counts = dict(
+            conn.execute(
+                select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
+            ).all()
+        )
+        checked = sum(counts.values())
+        conn.execute(
+            update(R)
+            .where(R.c.id == run_id)
+            .values(
+                state=state,
+                finished_at=now,
+                counts=json.dumps(counts, sort_keys=True),
+                checked=checked,
+                error=error,
+            )
+        )
+    return counts
+
+
+def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelta) -> list[int]:
+    """Mark runs left 'running' by a dead process as interrupted; returns their ids.
+
+    A run is stale when its heartbeat is older than ``stale_after``, or when it was
+    started by a process on this host that no longer exists.
+    """
+    me = socket.gethostname()
+    stale: list[int] = []
+    with engine.begin() as conn:
+        for run_id, holder, beat in conn.execute(
+            select(R.c.id, R.c.holder, R.c.heartbeat_at).where(R.c.state == "running")
+        ):
+            host, _, pid = (holder or "").rpartition(":")
+            dead_here = host == me and pid.isdigit() and not _pid_alive(int(pid))
+            if dead_here or beat is None or beat < now - stale_after:
+                stale.append(run_id)
+        for run_id in stale:
+            counts = dict(
+                conn.execute(
+                    select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
+                ).all()
+            )
+            conn.execute(
+                update(R)
+                .where(R.c.id == run_id)
+                .values(
+                    state="interrupted",
+                    finished_at=now,
+                    counts=json.dumps(counts, sort_keys=True),
+                    checked=sum(counts.values()),
+                    error="the process running this check stopped before it finished",
+                )
+            )
+    return stale
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def latest_interrupted(engine: Engine) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(R.c.id).where(R.c.state == "interrupted").order_by(R.c.id.desc()).limit(1)
+        ).scalar_one_or_none()
+
+
+def reopen_run(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(R)
+            .where(R.c.id == run_id)
+            .values(state="running", finished_at=None, heartbeat_at=now, holder=holder_id(), error=None)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A target of this run with its database id."""
+
+    url_id: int
+    target: Target
+
+
+def _live_urls() -> object:
+    return exists().where(O.c.url_id == U.c.id)
+
+
+GOOD = [v.value for v in Verdict if v.is_good]
+
+
+def freshness_cutoffs(stale_after_days: Mapping[Role, int], now: datetime) -> dict[str, datetime]:
+    """Role → oldest check time still counting as fresh, from ``jobs.stale_after_days``."""
+    return {Role(role).value: now - timedelta(days=days) for role, days in stale_after_days.items()}
+
+
+def _needs_check(stale_before: Mapping[str, datetime]) -> ColumnElement[bool]:
+    """Adaptive freshness: skip a healthy URL when every live place it appears in has a role
+    with a cut-off and it was checked after the strictest of them; anything failing, never
+    checked, or also used in a role without a cut-off is always checked.
+    """
+    fresh_here = or_(*(and_(O.c.role == role, U.c.last_checked >= cut) for role, cut in stale_before.items()))
+    return or_(
+        U.c.last_verdict.is_(None),
+        U.c.last_verdict.not_in(GOOD),
+        U.c.last_checked.is_(None),
+        exists().where(O.c.url_id == U.c.id, not_(fresh_here)),
+    )
+
+
+def plan_page(
+    conn: Connection,
+    *,
+    run_id: int,
+    after_id: int,
+    limit: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+) -> list[Planned]:
+    """The next page of targets (by id) that are in the live inventory and lack a result in this run.
+
+    ``stale_before`` (role → cut-off, see ``freshness_cutoffs``) leaves out healthy URLs
+    checked recently enough; None or empty checks everything.
+    """
+    query = (
+        select(
+            U.c.id,
+            U.c.url,
+            U.c.host,
+            U.c.kind,
+            U.c.etag,
+            U.c.last_modified,
+            U.c.last_checked,
+            U.c.last_verdict,
+        )
+        .where(U.c.id > after_id, _live_urls())
+        .where(~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id)))
+        .order_by(U.c.id)
+        .limit(limit)
+    )
+    if only_failing:
+        query = query.where(U.c.last_verdict.in_(FAILING))
+    if stale_before:
+        query = query.where(_needs_check(stale_before))
+    out = []
+    for uid, url, host, kind, etag, last_modified, _last_checked, _verdict in conn.execute(query):
+        out.append(
+            Planned(
+                uid,
+                Target(url=url, host=host, kind=TargetKind(kind), etag=etag, last_modified=last_modified),
+            )
+        )
+    return out
+
+
+def count_plan(
+    engine: Engine,
+    *,
+    run_id: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+) -> int:
+    """How many targets ``plan_page`` would yield in total (same filters)."""
+    query = (
+        select(func.count())
+        .select_from(U)
+        .where(_live_urls())
+        .where(~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id)))
+    )
+    if only_failing:
+        query = query.where(U.c.last_verdict.in_(FAILING))
+    if stale_before:
+        query = query.where(_needs_check(stale_before))
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceInfo:
+    id: int
+    article: str
+    location: str
+    role: Role
+    declared: Size | None
+
+
+def occurrences_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, list[OccurrenceInfo]]:
+    """Live occurrences of the given URLs (roles decide severity; images get size checks)."""
+    out: dict[int, list[OccurrenceInfo]] = {}
+    if not url_ids:
+        return out
+    query = (
+        select(O.c.url_id, O.c.id, A.c.path, O.c.location, O.c.role, O.c.declared_width, O.c.declared_height)
+        .select_from(O.join(A, O.c.article_id == A.c.id))
+        .where(O.c.url_id.in_(list(url_ids)))
+        .order_by(O.c.url_id, O.c.id)
+    )
+    for uid, oid, path, location, role, w, h in conn.execute(query):
+        declared = Size(w, h) if w is not None and h is not None else None
+        out.setdefault(uid, []).append(OccurrenceInfo(oid, path, location, Role(role), declared))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class UrlState:
+    url_id: int
+    consecutive_failures: int
+    consecutive_successes: int
+    failing_since: datetime | None
+    last_ok: datetime | None
+    alert_state: str
+    alert_failures: int
+    alert_successes: int
+    recent: str
+    last_verdict: str | None
+
+
+def states_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, UrlState]:
+    rows = conn.execute(
+        select(
+            U.c.id,
+            U.c.consecutive_failures,
+            U.c.consecutive_successes,
+            U.c.failing_since,
+            U.c.last_ok,
+            U.c.alert_state,
+            U.c.alert_failures,
+            U.c.alert_successes,
+            U.c.recent,
+            U.c.last_verdict,
+        ).where(U.c.id.in_(list(url_ids)))
+    )
+    return {r[0]: UrlState(*r) for r in rows}
+
+
+def previous_results(
+    conn: Connection, url_ids: Sequence[int], before_run: int
+) -> dict[int, dict[str, object]]:
+    """The latest earlier result row of each URL (a 304 keeps these facts)."""
+    if not url_ids:
+        return {}
+    latest = (
+        select(RES.c.url_id, func.max(RES.c.run_id).label("run_id"))
+        .where(RES.c.url_id.in_(list(url_ids)), RES.c.run_id < before_run)
+        .group_by(RES.c.url_id)
+        .subquery()
+    )
+    query = select(RES).join(latest, and_(RES.c.url_id == latest.c.url_id, RES.c.run_id == latest.c.run_id))
+    return {row.url_id: dict(row._mapping) for row in conn.execute(query)}
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    """Rows computed for one batch; written together in one transaction."""
+
+    results: list[dict[str, object]]
+    size_checks: list[dict[str, object]]
+    url_updates: list[dict[str, object]]
+    state_changes: list[dict[str, object]]
+
+
+def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime) -> None:
+    if batch.results:
+        conn.execute(_insert_ignore(conn, RES), batch.results)  # type: ignore[arg-type]
+    if batch.size_checks:
+        conn.execute(_insert_ignore(conn, SC), batch.size_checks)  # type: ignore[arg-type]
+    if batch.url_updates:
+        keys = [k for k in batch.url_updates[0] if k != "b_id"]
+        stmt = update(U).where(U.c.id == bindparam("b_id")).values({k: bindparam(k) for k in keys})
+        conn.execute(stmt, batch.url_updates)
+    if batch.state_changes:
+        conn.execute(insert(SCH), batch.state_changes)
+    conn.execute(
+        update(R).where(R.c.id == run_id).values(heartbeat_at=now, checked=R.c.checked + len(batch.results))
+    )
+
+
+def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(R).where(R.c.id == run_id).values(heartbeat_at=now))
+
+
+def run_counts(engine: Engine, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    """(verdict → count, severity → count) of a run's results."""
+    with engine.connect() as conn:
+        by_verdict = dict(
+            conn.execute(
+                select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
+            ).all()
+        )
+        by_severity = dict(
+            conn.execute(
+                select(RES.c.severity, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.severity)
+            ).all()
+        )
+    return by_verdict, by_severity
