@@ -103,6 +103,12 @@ def _errors(c: Context) -> Iterator[None]:
         if c.debug:
             raise
         fail(str(exc))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if c.debug:
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)")
 
 
 def engine_for(settings: Settings) -> Engine:

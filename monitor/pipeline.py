@@ -20,15 +20,18 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from monitor import alerts
 from monitor.config import Settings
 from monitor.fetch import Fetcher
 from monitor.inventory import SyncReport, sync_inventory
 from monitor.store import results as store
+from monitor.store.db import StoreError
 from monitor.types import (
     CheckResult,
     FetchOutcome,
@@ -46,11 +49,13 @@ from monitor.types import (
 from monitor.verdict import classify, severity_for, size_check
 
 log = structlog.get_logger("monitor.pipeline")
+T = TypeVar("T")
 
 PAGE = 2000  # targets read from the plan per query
 WRITE_BATCH = 200  # results per transaction
 WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
 NOT_MODIFIED = " (not modified)"
+DB_RETRIES = 6  # reconnect attempts for one batch (about 6 s in all)
 FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
 
 
@@ -150,7 +155,12 @@ async def run_check(
             await runner.execute()
         except BaseException as exc:
             state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
-            store.finish_run(engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}")
+            try:
+                store.finish_run(
+                    engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}"
+                )
+            except Exception as db_exc:  # the database itself may be what failed; the next start repairs it
+                log.error("run.unrecorded", error=f"{type(db_exc).__name__}: {db_exc}")
             log.error(
                 "run.failed" if state == "failed" else "run.interrupted", error=f"{type(exc).__name__}: {exc}"
             )
@@ -320,11 +330,37 @@ class _Run:
             await self._flush(batch)
 
     async def _flush(self, batch: list[tuple[store.Planned, FetchOutcome]]) -> None:
-        events = await asyncio.to_thread(save_results, self.engine, self.settings, self.run_id, batch)
+        events = await write_with_retry(
+            lambda: save_results(self.engine, self.settings, self.run_id, batch), what=f"{len(batch)} results"
+        )
         self.events.extend(events)
         self.done += len(batch)
         if self.on_progress is not None:
             self.on_progress(self.done, self.total)
+
+
+async def write_with_retry(write: Callable[[], T], *, what: str) -> T:
+    """Run a database write in a thread, retrying when the connection was lost.
+
+    A batch is one transaction, so a write cut by a dropped connection (a PostgreSQL
+    restart, a terminated backend) rolled back whole and can simply be written again;
+    result rows are ON CONFLICT DO NOTHING besides. Other database errors (disk full,
+    constraint violations) stop the run with a clear message.
+    """
+    for attempt in range(1, DB_RETRIES + 1):
+        try:
+            return await asyncio.to_thread(write)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated or attempt == DB_RETRIES:
+                raise StoreError(f"cannot write {what} to the database: {_db_message(exc)}") from exc
+            log.warning("db.reconnect", attempt=attempt, error=_db_message(exc))
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def _db_message(exc: DBAPIError) -> str:
+    text = str(exc.orig or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _outcome_of(task: asyncio.Task[FetchOutcome], target: Target) -> FetchOutcome:

@@ -21,6 +21,10 @@ class DatabaseError(Exception):
     """The configured database cannot be opened or migrated; the message says which and why."""
 
 
+class StoreError(DatabaseError):
+    """The database refused a write that retrying cannot fix (disk full, locked, gone); the run stops."""
+
+
 def redact_db_url(url: str) -> str:
     """The database URL without its password, for messages and logs."""
     try:
