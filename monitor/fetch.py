@@ -94,6 +94,7 @@ ACCEPT_ENCODING = "gzip, deflate, br"
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 MAX_HEADERS = 128
+IMAGE_FIRST_WINDOW = 64 * 1024  # first Range asked of an image; more only if its header is longer
 DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
 DISCARD_WAIT = 0.5
 
@@ -209,6 +210,14 @@ def _scrub(text: str) -> str:
     """One line, bounded, with any URL in it redacted."""
     flat = " ".join(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text).split())
     return flat if len(flat) <= 300 else flat[:299] + "…"
+
+
+def _range_total(content_range: str | None) -> int | None:
+    """The full length from ``Content-Range: bytes 0-65535/347327`` (None when unknown)."""
+    if not content_range or "/" not in content_range:
+        return None
+    total = content_range.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
 
 
 def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
@@ -383,6 +392,7 @@ class Fetcher:
         self._inflight: dict[tuple[str, TargetKind], asyncio.Task[FetchOutcome]] = {}
         self._headers_cache: dict[tuple[str, TargetKind], dict[str, str]] = {}
         self._client: httpx.AsyncClient | None = None
+        self._transport: AiohttpTransport | None = None
         self._global: asyncio.Semaphore | None = None
         self._timeouts: dict[str, float | None] = {}
 
@@ -416,6 +426,7 @@ class Fetcher:
         # Requests are built here (see _chain), so the client contributes only send(): the
         # transport, no redirects, no environment proxies (they would mount httpx's own
         # transport, bypassing the guard) and a cookie jar that ignores every answer.
+        self._transport = transport
         self._client = httpx.AsyncClient(
             transport=transport,
             follow_redirects=False,
@@ -597,7 +608,10 @@ class Fetcher:
             if target.last_modified:
                 headers["If-Modified-Since"] = target.last_modified
         if use_range and method == "GET":
-            headers = {**headers, "Range": f"bytes=0-{self._http.image_byte_cap - 1}"}
+            headers = {
+                **headers,
+                "Range": f"bytes=0-{min(IMAGE_FIRST_WINDOW, self._http.image_byte_cap) - 1}",
+            }
         return headers
 
     async def _exchange(
@@ -615,7 +629,10 @@ class Fetcher:
             try:
                 p.phase = "waiting for the response headers"
                 try:
-                    response = await self._client.send(request, stream=True)
+                    # The transport, not client.send: httpx would parse every Location for its own
+                    # redirect bookkeeping and raise on e.g. "javascript:..." before _follow judges it.
+                    assert self._transport is not None
+                    response = await self._transport.handle_async_request(request)
                 except _FOREIGN as exc:
                     self._limiter.observe(key, None)
                     p.fail(*classify_exception(exc), text, method)
@@ -650,8 +667,7 @@ class Fetcher:
             return self._follow(url, text, status, location, method, p)
         if method == "GET" and 200 <= status < 300:
             if target.kind is TargetKind.IMAGE:
-                cap = self._http.image_byte_cap
-                await self._read(response, headers, cap, ImageProbe(cap, headers.get("content-type")), p)
+                await self._read_image(response, headers, p)
             elif self._http.page_body_cap:
                 await self._read(response, headers, self._http.page_body_cap, None, p)
         else:
@@ -686,12 +702,19 @@ class Fetcher:
         cap: int,
         probe: ImageProbe | None,
         p: _Progress,
+        *,
+        finish: bool = True,
+        offset: int = 0,
     ) -> None:
-        """Read decoded bytes until the probe answers or ``cap`` is reached; never drain the rest."""
+        """Read decoded bytes until the probe answers or ``cap`` is reached; never drain the rest.
+
+        ``offset`` counts bytes already read by an earlier Range request of the same image;
+        with ``finish=False`` an unanswered probe is left open for a follow-up request.
+        """
         decoder = _Decoder(headers.get("content-encoding"))
         stats = self.stats
         p.phase = "reading the body"
-        consumed = 0
+        consumed = offset
         try:
             async with aclosing(_raw_chunks(response)) as chunks:
                 async for raw in chunks:
@@ -708,8 +731,44 @@ class Fetcher:
                     if consumed >= cap:
                         break
         finally:
-            if probe is not None and p.image is None:
+            if finish and probe is not None and p.image is None:
                 p.image = probe.finish()  # at EOF, at the cap, or on a broken stream: what we have
+
+    async def _read_image(self, response: httpx.Response, headers: dict[str, str], p: _Progress) -> None:
+        """Probe an image: a first Range window, then (only while its size is unknown) the rest, to the cap.
+
+        Asking for a small window first keeps the server from pushing the whole file into
+        socket buffers we then throw away; nearly every header fits in it.
+        """
+        assert self._client is not None
+        cap = self._http.image_byte_cap
+        probe = ImageProbe(cap, headers.get("content-type"))
+        partial = response.status_code == 206
+        await self._read(response, headers, cap, probe, p, finish=not partial)
+        if not partial or p.image is not None:
+            return
+        total = _range_total(headers.get("content-range"))
+        got = probe.bytes_seen
+        if total is None or got >= min(total, cap):
+            p.image = probe.finish()
+            return
+        request = response.request
+        more = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("range", "host", "content-length")
+        }
+        more["Range"] = f"bytes={got}-{cap - 1}"
+        follow = await self._client.send(
+            httpx.Request("GET", request.url, headers=more, extensions=request.extensions), stream=True
+        )
+        self.stats.requests += 1
+        try:
+            if follow.status_code == 206:
+                await self._read(follow, dict(follow.headers.items()), cap, probe, p, offset=got)
+            else:
+                p.image = probe.finish()
+        finally:
+            with suppress(*_FOREIGN):
+                await follow.aclose()
 
     async def _discard(self, response: httpx.Response, headers: dict[str, str]) -> None:
         """Read a small unwanted body (redirect/error page) so the connection can be reused."""

