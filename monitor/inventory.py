@@ -205,7 +205,9 @@ class _Parser:
         self.chunks += 1
         workers = min(WORKERS, os.cpu_count() or 1)
         if self.pool is None and self.chunks >= POOL_AFTER_CHUNKS and workers > 1:
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            # fork, not spawn: spawn re-imports the caller's __main__, which breaks (or re-runs)
+            # any embedding script without a __main__ guard. The children only parse text.
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         if pending:
             if self.pool is None:
                 yield parse_chunk(pending, ids, self.corpus)

@@ -20,10 +20,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from monitor import alerts
@@ -133,10 +133,15 @@ async def run_check(
         store.reopen_run(engine, run_id, now)
         trigger = "resume"
     else:
-        if not only_failing:
+        run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
+    # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes
+    rlog = log.bind(run_id=run_id)
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    try:
+        if trigger != "resume" and not only_failing:
             inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
             for err in inventory.errors:
-                log.warning(
+                rlog.warning(
                     "corpus.error",
                     path=err.path,
                     kind=err.kind,
@@ -144,12 +149,9 @@ async def run_check(
                     line=err.line,
                     column=err.column,
                 )
-        run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
-    structlog.contextvars.bind_contextvars(run_id=run_id)
-    try:
         total = store.count_plan(engine, run_id=run_id, only_failing=only_failing)
         store.set_total(engine, run_id, total)
-        log.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
+        rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
         runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress)
         try:
             await runner.execute()
@@ -160,8 +162,8 @@ async def run_check(
                     engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}"
                 )
             except Exception as db_exc:  # the database itself may be what failed; the next start repairs it
-                log.error("run.unrecorded", error=f"{type(db_exc).__name__}: {db_exc}")
-            log.error(
+                rlog.error("run.unrecorded", error=f"{type(db_exc).__name__}: {db_exc}")
+            rlog.error(
                 "run.failed" if state == "failed" else "run.interrupted", error=f"{type(exc).__name__}: {exc}"
             )
             raise
@@ -170,7 +172,7 @@ async def run_check(
         by_verdict, by_severity = store.run_counts(engine, run_id)
         events = alerts.group_host_down(runner.events, settings.alerts.host_down_threshold)
         for name, keys in events:
-            log.warning(name, **keys)
+            rlog.warning(name, **keys)
         outcome = RunOutcome(
             run_id=run_id,
             state=state,
@@ -182,7 +184,7 @@ async def run_check(
             inventory=inventory,
             events=events,
         )
-        log.info(
+        rlog.info(
             "run.finished" if state == "finished" else "run.interrupted",
             counts=by_verdict,
             checked=outcome.checked,
@@ -418,8 +420,22 @@ def _judge(
     return outcome, classify(target, outcome, settings.verdicts, roles)
 
 
+class BatchGuard(Protocol):
+    """Hooks into a batch's transaction (a distributed shard fences its writes and stores its events)."""
+
+    def before(self, conn: Connection) -> None:
+        """Runs first in the transaction; raising aborts the batch (nothing is written)."""
+
+    def after(self, conn: Connection, events: list[alerts.Event], written: int) -> None:
+        """Runs last in the transaction, with the batch's alert events."""
+
+
 def save_results(
-    engine: Engine, settings: Settings, run_id: int, batch: Sequence[tuple[store.Planned, FetchOutcome]]
+    engine: Engine,
+    settings: Settings,
+    run_id: int,
+    batch: Sequence[tuple[store.Planned, FetchOutcome]],
+    guard: BatchGuard | None = None,
 ) -> list[alerts.Event]:
     """Judge one batch of outcomes and write results, size checks and URL state in one transaction."""
     now = utcnow()
@@ -427,6 +443,8 @@ def save_results(
     events: list[alerts.Event] = []
     rows = store.BatchWrite([], [], [], [])
     with engine.begin() as conn:
+        if guard is not None:
+            guard.before(conn)
         occs = store.occurrences_for(conn, ids)
         states = store.states_for(conn, ids)
         not_modified = [p.url_id for p, o in batch if o.not_modified]
@@ -492,6 +510,8 @@ def save_results(
             ):
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
         store.write_batch(conn, run_id, rows, now)
+        if guard is not None:
+            guard.after(conn, events, len(rows.results))
     return events
 
 
