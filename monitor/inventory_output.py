@@ -87,8 +87,8 @@ def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object]) -
         for row in iter_inventory(engine):
             size = f"{row['declared_width']}x{row['declared_height']}" if row["declared_width"] else ""
             shown = row["url"] or f"(invalid) {row['raw_url']}"
-            fields = (inert(str(row["article"])), str(row["location"]), str(row["role"]), inert(str(shown)), size)
-            out.write("  ".join(fields) + "\n")
+            fields = (str(row["article"]), str(row["location"]), str(row["role"]), str(shown), size)
+            out.write("  ".join(inert(f) for f in fields) + "\n")
 
 
 def summary_of(engine: Engine, report: SyncReport) -> dict[str, object]:
