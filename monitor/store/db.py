@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -68,14 +68,26 @@ def create(url: str, **kwargs: Any) -> Engine:
         raise DatabaseError(f"cannot use database {redact_db_url(url)}: {exc}") from None
 
 
+_MIGRATION_LOCK = 7_331_002  # pg advisory lock key: one migrating process at a time
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply Alembic migrations up to ``revision`` on ``engine``."""
+    """Apply Alembic migrations up to ``revision`` on ``engine``.
+
+    Two processes opening a new database at once must not both create the tables: on
+    PostgreSQL an advisory transaction lock serialises them, on SQLite ``BEGIN IMMEDIATE``
+    takes the write lock before Alembic looks at the schema.
+    """
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -144,7 +144,10 @@ async def hold(
         yield lease
     finally:
         renewer.cancel()  # a renewal already in its thread finds the row gone or someone else's: no effect
-        release(engine, name, who)  # synchronous: runs even when the body was cancelled
+        try:
+            release(engine, name, who)  # synchronous: runs even when the body was cancelled
+        except Exception as exc:  # e.g. a locked or full database; must not mask the body's own error
+            log.warning("lease.release_failed", lease=name, error=f"{type(exc).__name__}: {exc}")
 
 
 async def _renew_loop(engine: Engine, lease: Lease, ttl_s: float) -> None:

@@ -1,0 +1,46 @@
+"""The nightly check: the whole corpus under the corpus-check lease, then report files.
+
+Reports go to ``reports.folder`` as ``<file_pattern>.<ext>`` for each configured format,
+plus a ``latest.<ext>`` copy; every file is written to a temporary name and renamed
+into place, so a reader (a web server, a mail job) never sees a half-written report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+
+from monitor.config import ReportSettings, Settings
+from monitor.pipeline import RunOutcome, run_check
+from monitor.store.lease import hold_corpus_check
+
+log = structlog.get_logger("monitor.jobs")
+
+
+async def nightly_check(settings: Settings, engine: Engine, stop: asyncio.Event) -> RunOutcome:
+    """Check the corpus (trigger ``schedule``) and write report files; raises LeaseBusy when a check runs.
+
+    An interrupted run (shutdown, lost lease) writes no reports: ``latest.*`` keeps
+    showing the last complete run.
+    """
+    async with hold_corpus_check(engine, settings.jobs.lock_ttl_seconds, lost=stop):
+        outcome = await run_check(settings, engine, trigger="schedule", stop=stop)
+    if outcome.state == "finished":
+        await asyncio.to_thread(write_run_reports, engine, settings.reports, outcome.run_id)
+    else:
+        log.warning("reports.not_written", run_id=outcome.run_id, reason=f"run {outcome.state}")
+    return outcome
+
+
+def write_run_reports(engine: Engine, reports: ReportSettings, run_id: int) -> list[Path]:
+    """Render run ``run_id`` in every configured format; returns the files written (latest.* included)."""
+    from reports import build_report, write_reports
+
+    data = build_report(engine, run_id, trend_runs=reports.trend_runs)
+    written = write_reports(data, reports.folder, reports.formats, reports.file_pattern)
+    written += write_reports(data, reports.folder, reports.formats, "latest")
+    log.info("reports.written", run_id=run_id, files=[str(p) for p in written])
+    return written
