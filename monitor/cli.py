@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_settings
@@ -105,6 +106,11 @@ def _errors(c: Context) -> Iterator[None]:
         fail(str(exc))
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except DBAPIError as exc:  # locked, read-only, full or gone: the driver's first line, not the SQL
+        if c.debug:
+            raise
+        reason = str(exc.orig or exc).strip().splitlines() or [type(exc).__name__]
+        fail(f"database error: {reason[0]} (run with --debug for the traceback)")
     except Exception as exc:
         if c.debug:
             raise
@@ -196,8 +202,18 @@ def check(
             help="If another check is running, wait up to SECONDS for it instead of exiting 1.",
         ),
     ] = None,
+    wait_run: Annotated[
+        bool,
+        typer.Option(
+            "--wait-run",
+            help="[distributed] Wait until the workers have finished the run, then print its problems.",
+        ),
+    ] = False,
 ) -> None:
     """Read the corpus, check every distinct URL concurrently, store history and print the problems.
+
+    With [distributed] enabled the run is planned into host shards and queued for `monitor worker`
+    processes; the command returns at once (exit 0) unless --wait-run.
 
     Exit code 0 when nothing counts as an error, 2 when something does, 1 for usage or config errors.
     """
@@ -215,6 +231,27 @@ def check(
             }
         )
         configure_logging(settings.logging)
+        from monitor.executors import ProcrastinateExecutor, executor_for
+
+        executor = executor_for(settings)
+        if isinstance(executor, ProcrastinateExecutor):
+            from monitor.distributed import commands
+            from monitor.distributed.queue import open_engine_serialized
+
+            if resume:
+                raise UsageError("--resume is for local runs; a distributed run resumes by itself")
+            code = commands.check(
+                open_engine_serialized(settings),
+                settings,
+                executor,
+                paths=paths or None,
+                fmt=fmt.value,
+                output=output,
+                only_failing=only_failing,
+                wait_lock=wait,
+                wait_run=wait_run,
+            )
+            raise typer.Exit(code)
         engine = engine_for(settings)
         code = check_cmd.run(
             engine,
@@ -426,6 +463,55 @@ def _job_exit_code(engine: Engine, result: Any) -> int:
     details = ", ".join(f"{k} {v}" for k, v in outcome.as_log().items()) if hasattr(outcome, "as_log") else ""
     typer.echo(f"{result.job}: done{': ' + details if details else ''}", err=True)
     return EXIT_OK
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", min=1, help="Shards run at once (default: [distributed] worker_concurrency)."
+        ),
+    ] = None,
+) -> None:
+    """Run shard jobs of distributed runs from the PostgreSQL queue until SIGTERM or SIGINT.
+
+    The first signal stops dispatching, commits in-flight results and hands running shards
+    back to the queue; a second signal stops at once. Needs a PostgreSQL database_url.
+    """
+    import asyncio
+
+    from monitor.distributed.worker import serve
+    from monitor.logs import configure_logging
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        configure_logging(settings.logging)
+        from monitor.distributed.queue import open_engine_serialized, require_postgres
+
+        require_postgres(settings)
+        engine = open_engine_serialized(settings)
+        code = asyncio.run(serve(settings, engine, concurrency))
+        engine.dispose()
+    raise typer.Exit(code)
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    run_id: Annotated[int | None, typer.Argument(help="One run: list its shards too.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until the run ends.")] = False,
+) -> None:
+    """List recent runs with their shards' progress (done/total, URLs checked, hand-backs) and state."""
+    from monitor.distributed.commands import runs as show_runs
+
+    c = _ctx(ctx)
+    with _errors(c):
+        settings = c.settings()
+        code = show_runs(engine_for(settings), run_id, watch)
+    raise typer.Exit(code)
 
 
 def main() -> None:

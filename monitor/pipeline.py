@@ -149,10 +149,13 @@ async def run_check(
                     line=err.line,
                     column=err.column,
                 )
-        total = store.count_plan(engine, run_id=run_id, only_failing=only_failing)
+        # adaptive freshness (off unless jobs.stale_after_days is set): scheduled runs skip
+        # URLs that were healthy and checked recently enough for their role
+        fresh = store.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
+        total = store.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
         store.set_total(engine, run_id, total)
         rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
-        runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress)
+        runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress, fresh)
         try:
             await runner.execute()
         except BaseException as exc:
@@ -209,8 +212,10 @@ class _Run:
         stop: asyncio.Event,
         total: int,
         on_progress: Callable[[int, int], None] | None,
+        stale_before: dict[str, datetime] | None = None,
     ) -> None:
         self.settings = settings
+        self.stale_before = stale_before
         self.engine = engine
         self.run_id = run_id
         self.only_failing = only_failing
@@ -238,7 +243,12 @@ class _Run:
         def page() -> list[store.Planned]:
             with self.engine.connect() as conn:
                 return store.plan_page(
-                    conn, run_id=self.run_id, after_id=after_id, limit=PAGE, only_failing=self.only_failing
+                    conn,
+                    run_id=self.run_id,
+                    after_id=after_id,
+                    limit=PAGE,
+                    only_failing=self.only_failing,
+                    stale_before=self.stale_before,
                 )
 
         return await asyncio.to_thread(page)

@@ -196,3 +196,62 @@ class RollupRow(SQLModel, table=True):
     day: date = Field(primary_key=True)
     verdict: str = Field(primary_key=True, max_length=32)
     count: int = 0
+
+
+class RunShardRow(SQLModel, table=True):
+    """One shard of a distributed run: a set of whole hosts (or one url-id slice of a giant host).
+
+    ``attempt`` is the fencing token: every hand-back (worker dead, stopped, failed) bumps it,
+    and a batch commits only while the shard still carries the attempt its worker claimed.
+    ``state``: queued, running, done, failed.
+    """
+
+    __tablename__ = "run_shard"
+    __table_args__ = (
+        UniqueConstraint("run_id", "shard_no", name="uq_run_shard_no"),
+        Index("ix_run_shard_state", "state", "heartbeat_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    shard_no: int
+    hosts: str = Field(sa_type=Text)  # JSON list of host names
+    url_lo: int | None = None  # url-id slice (inclusive) of a split giant host; None: the whole hosts
+    url_hi: int | None = None
+    lock: str | None = Field(default=None, max_length=400)  # sub-shards of one host share it
+    url_count: int = 0
+    state: str = Field(default="queued", max_length=16)
+    attempt: int = 0
+    requeues: int = 0
+    worker: str | None = Field(default=None, max_length=200)
+    job_id: int | None = Field(default=None, sa_type=BigInteger)
+    checked: int = 0
+    heartbeat_at: datetime | None = None  # last sign of life (or of the last state change)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class RunFanoutRow(SQLModel, table=True):
+    """Fan-in counter of a distributed run: the shard whose completion makes ``done == total`` finalizes."""
+
+    __tablename__ = "run_fanout"
+    run_id: int = Field(primary_key=True, foreign_key="run.id")
+    queue: str = Field(max_length=100)
+    shard_total: int = 0
+    shard_done: int = 0
+    shard_failed: int = 0
+    only_failing: bool = False
+    lease_holder: str = Field(max_length=200)  # holder of the corpus-check lease for the run's lifetime
+    finalized_by: str | None = Field(default=None, max_length=200)
+
+
+class RunEventRow(SQLModel, table=True):
+    """An alert event produced by a committed batch of a distributed run (outbox, emitted at fan-in)."""
+
+    __tablename__ = "run_event"
+    __table_args__ = (Index("ix_run_event_run", "run_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    shard_id: int
+    name: str = Field(max_length=64)
+    payload: str = Field(sa_type=Text)  # JSON

@@ -219,11 +219,14 @@ def plan_page(
     limit: int,
     only_failing: bool = False,
     stale_before: Mapping[str, datetime] | None = None,
+    hosts: Sequence[str] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> list[Planned]:
     """The next page of targets (by id) that are in the live inventory and lack a result in this run.
 
     ``stale_before`` (role → cut-off, see ``freshness_cutoffs``) leaves out healthy URLs
-    checked recently enough; None or empty checks everything.
+    checked recently enough; None or empty checks everything. ``hosts`` and ``id_range``
+    (inclusive) restrict the page to one shard of a distributed run.
     """
     query = (
         select(
@@ -245,6 +248,10 @@ def plan_page(
         query = query.where(U.c.last_verdict.in_(FAILING))
     if stale_before:
         query = query.where(_needs_check(stale_before))
+    if hosts is not None:
+        query = query.where(U.c.host.in_(list(hosts)))
+    if id_range is not None:
+        query = query.where(U.c.id.between(*id_range))
     out = []
     for uid, url, host, kind, etag, last_modified, _last_checked, _verdict in conn.execute(query):
         out.append(

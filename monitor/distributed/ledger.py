@@ -1,0 +1,331 @@
+"""The shard ledger: run_shard / run_fanout / run_event, the source of truth of a distributed run.
+
+Procrastinate jobs only say "go and look at shard N"; whether a shard still needs work,
+who owns it and whether a batch may commit are decided here, in PostgreSQL, with the
+database clock (``now()``) so hosts with skewed clocks agree on what is stale. A duplicate
+or late job is therefore harmless: it finds the shard done or owned and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
+
+from monitor.distributed.shards import ShardSpec
+from monitor.store.models import RunEventRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
+from monitor.store.results import RES, _live_urls
+
+RS = RunShardRow.__table__
+RF = RunFanoutRow.__table__
+RE = RunEventRow.__table__
+R = RunRow.__table__
+U = UrlRow.__table__
+
+
+class ShardLost(Exception):
+    """The shard was handed to a newer attempt (this worker was presumed dead): stop, commit nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A shard this worker now owns, with the fencing token every write must still match."""
+
+    shard_id: int
+    run_id: int
+    attempt: int
+    hosts: tuple[str, ...]
+    id_range: tuple[int, int] | None
+    url_count: int
+    only_failing: bool
+
+
+def _pending_urls(run_id: int, only_failing: bool) -> Any:
+    """Live URLs without a result in this run (the same filter as ``plan_page``)."""
+    cond = and_(
+        _live_urls(),
+        ~select(RES.c.id).where(RES.c.run_id == run_id, RES.c.url_id == U.c.id).exists(),
+    )
+    if only_failing:
+        from monitor.store.results import FAILING
+
+        cond = and_(cond, U.c.last_verdict.in_(FAILING))
+    return cond
+
+
+def host_counts(conn: Connection, run_id: int, only_failing: bool) -> dict[str, int]:
+    rows = conn.execute(
+        select(U.c.host, func.count()).where(_pending_urls(run_id, only_failing)).group_by(U.c.host)
+    )
+    return {host: int(n) for host, n in rows}
+
+
+def slice_bounds(
+    conn: Connection, run_id: int, host: str, parts: int, only_failing: bool
+) -> list[tuple[int, int]]:
+    """Inclusive url-id ranges cutting ``host``'s pending URLs into ``parts`` equal slices."""
+    inner = (
+        select(U.c.id, func.ntile(parts).over(order_by=U.c.id).label("part"))
+        .where(U.c.host == host, _pending_urls(run_id, only_failing))
+        .subquery()
+    )
+    rows = conn.execute(
+        select(func.min(inner.c.id), func.max(inner.c.id)).group_by(inner.c.part).order_by(inner.c.part)
+    )
+    return [(int(lo), int(hi)) for lo, hi in rows]
+
+
+def create_shards(
+    conn: Connection, run_id: int, specs: Sequence[ShardSpec], bounds: dict[str, list[tuple[int, int]]]
+) -> list[tuple[int, str | None]]:
+    """Insert the run's shards (state queued, attempt 1); returns (shard id, lock) in shard order."""
+    out: list[tuple[int, str | None]] = []
+    for no, spec in enumerate(specs):
+        lo_hi = bounds[spec.hosts[0]][spec.part] if spec.part is not None else (None, None)
+        shard_id = conn.execute(
+            insert(RS)
+            .values(
+                run_id=run_id,
+                shard_no=no,
+                hosts=json.dumps(list(spec.hosts)),
+                url_lo=lo_hi[0],
+                url_hi=lo_hi[1],
+                lock=f"{spec.lock}:run{run_id}" if spec.lock else None,
+                url_count=spec.url_count,
+                state="queued",
+                attempt=1,
+                requeues=0,
+                checked=0,
+                heartbeat_at=func.now(),
+            )
+            .returning(RS.c.id)
+        ).scalar_one()
+        out.append((int(shard_id), f"{spec.lock}:run{run_id}" if spec.lock else None))
+    return out
+
+
+def create_fanout(
+    conn: Connection, run_id: int, queue: str, total: int, only_failing: bool, lease_holder: str
+) -> None:
+    conn.execute(
+        insert(RF).values(
+            run_id=run_id,
+            queue=queue,
+            shard_total=total,
+            shard_done=0,
+            shard_failed=0,
+            only_failing=only_failing,
+            lease_holder=lease_holder,
+        )
+    )
+
+
+def claim(engine: Engine, shard_id: int, worker: str, job_id: int | None) -> Claim | None:
+    """Own a queued shard of a running run; None when it is done, failed, owned, or its run has ended."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(RS)
+            .where(
+                RS.c.id == shard_id,
+                RS.c.state == "queued",
+                select(R.c.id).where(R.c.id == RS.c.run_id, R.c.state == "running").exists(),
+            )
+            .values(
+                state="running",
+                worker=worker,
+                job_id=job_id,
+                heartbeat_at=func.now(),
+                started_at=func.coalesce(RS.c.started_at, func.now()),
+            )
+            .returning(RS.c.run_id, RS.c.attempt, RS.c.hosts, RS.c.url_lo, RS.c.url_hi, RS.c.url_count)
+        ).first()
+        if row is None:
+            return None
+        only_failing = conn.execute(select(RF.c.only_failing).where(RF.c.run_id == row.run_id)).scalar_one()
+    id_range = (row.url_lo, row.url_hi) if row.url_lo is not None else None
+    return Claim(
+        shard_id,
+        row.run_id,
+        row.attempt,
+        tuple(json.loads(row.hosts)),
+        id_range,
+        row.url_count,
+        bool(only_failing),
+    )
+
+
+def fence(conn: Connection, shard_id: int, attempt: int) -> None:
+    """Lock the shard row for this transaction and raise ShardLost unless ``attempt`` still owns it.
+
+    The row lock orders this batch against a concurrent hand-back: either the batch commits
+    first (and the next attempt, planning after its claim, sees its results), or the
+    hand-back does and this batch is refused.
+    """
+    row = conn.execute(select(RS.c.attempt, RS.c.state).where(RS.c.id == shard_id).with_for_update()).first()
+    if row is None or row.attempt != attempt or row.state != "running":
+        raise ShardLost(f"shard {shard_id} attempt {attempt} was handed over")
+
+
+def record_batch(
+    conn: Connection, shard_id: int, run_id: int, events: Sequence[tuple[str, dict[str, Any]]], written: int
+) -> None:
+    """Count the batch on the shard and keep its alert events for the fan-in (same transaction)."""
+    conn.execute(
+        update(RS).where(RS.c.id == shard_id).values(checked=RS.c.checked + written, heartbeat_at=func.now())
+    )
+    if events:
+        conn.execute(
+            insert(RE),
+            [
+                {
+                    "run_id": run_id,
+                    "shard_id": shard_id,
+                    "name": name,
+                    "payload": json.dumps(keys, default=str),
+                }
+                for name, keys in events
+            ],
+        )
+
+
+def beat(engine: Engine, shard_id: int, run_id: int, attempt: int) -> bool:
+    """Heartbeat of a working shard (and its run); False when the shard was handed over."""
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(RS)
+            .where(RS.c.id == shard_id, RS.c.attempt == attempt, RS.c.state == "running")
+            .values(heartbeat_at=func.now())
+        )
+        if res.rowcount != 1:
+            return False
+        conn.execute(update(R).where(R.c.id == run_id).values(heartbeat_at=func.now()))
+        return True
+
+
+def _count_done(conn: Connection, run_id: int, *, failed: bool) -> bool:
+    """Bump the run's fan-in counter (row-locked, so of two racing last shards one sees the end)."""
+    values = {"shard_failed": RF.c.shard_failed + 1} if failed else {"shard_done": RF.c.shard_done + 1}
+    row = conn.execute(
+        update(RF)
+        .where(RF.c.run_id == run_id)
+        .values(**values)
+        .returning(RF.c.shard_done, RF.c.shard_failed, RF.c.shard_total)
+    ).one()
+    return bool(row.shard_done + row.shard_failed >= row.shard_total)
+
+
+def complete(engine: Engine, shard_id: int, run_id: int, attempt: int) -> tuple[bool, bool]:
+    """Mark the shard done once; returns (counted, last): ``last`` when this completion ends the run."""
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(RS)
+            .where(RS.c.id == shard_id, RS.c.attempt == attempt, RS.c.state == "running")
+            .values(state="done", finished_at=func.now(), heartbeat_at=func.now())
+        )
+        if res.rowcount != 1:
+            return False, False
+        return True, _count_done(conn, run_id, failed=False)
+
+
+def hand_back(
+    engine: Engine, shard_id: int, reason: str, max_attempts: int, *, attempt: int | None = None
+) -> tuple[str | None, bool]:
+    """Give a running shard back (fencing out its owner by bumping ``attempt``).
+
+    With ``attempt`` only that owner's shard is handed back (a stopping worker); without it,
+    the caller (the reaper) has seen the shard stale. Past ``max_attempts`` the shard fails.
+    Returns (new state or None when nothing changed, whether this ended the run).
+    """
+    with engine.begin() as conn:
+        cond = [RS.c.id == shard_id, RS.c.state == "running"]
+        if attempt is not None:
+            cond.append(RS.c.attempt == attempt)
+        row = conn.execute(
+            update(RS)
+            .where(*cond)
+            .values(
+                attempt=RS.c.attempt + 1, requeues=RS.c.requeues + 1, worker=None, heartbeat_at=func.now()
+            )
+            .returning(RS.c.run_id, RS.c.attempt)
+        ).first()
+        if row is None:
+            return None, False
+        if row.attempt > max_attempts:
+            conn.execute(
+                update(RS)
+                .where(RS.c.id == shard_id)
+                .values(
+                    state="failed",
+                    finished_at=func.now(),
+                    error=f"gave up after {max_attempts} attempts: {reason}",
+                )
+            )
+            return "failed", _count_done(conn, row.run_id, failed=True)
+        conn.execute(update(RS).where(RS.c.id == shard_id).values(state="queued", error=reason))
+        return "queued", False
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    shard_id: int
+    run_id: int
+    job_id: int | None
+    lock: str | None
+    queue: str
+
+
+def stale_shards(engine: Engine, state: str, older_than: timedelta) -> list[Stale]:
+    """Shards of running runs in ``state`` whose last sign of life is older than ``older_than``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(RS.c.id, RS.c.run_id, RS.c.job_id, RS.c.lock, RF.c.queue)
+            .select_from(RS.join(RF, RF.c.run_id == RS.c.run_id).join(R, R.c.id == RS.c.run_id))
+            .where(
+                R.c.state == "running",
+                RS.c.state == state,
+                RS.c.heartbeat_at < func.now() - older_than,
+            )
+            .order_by(RS.c.id)
+        )
+        return [Stale(*r) for r in rows]
+
+
+def touch(engine: Engine, shard_id: int) -> None:
+    """Restart a queued shard's staleness clock (a fresh job was just deferred for it)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(RS).where(RS.c.id == shard_id, RS.c.state == "queued").values(heartbeat_at=func.now())
+        )
+
+
+def unfinalized_runs(engine: Engine) -> list[int]:
+    """Running runs whose shards have all completed (a finalizer died, or was never reached)."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(RF.c.run_id)
+                .join(R, R.c.id == RF.c.run_id)
+                .where(R.c.state == "running", RF.c.shard_done + RF.c.shard_failed >= RF.c.shard_total)
+            ).scalars()
+        )
+
+
+def run_events(conn: Connection, run_id: int) -> list[tuple[str, dict[str, Any]]]:
+    rows = conn.execute(select(RE.c.name, RE.c.payload).where(RE.c.run_id == run_id).order_by(RE.c.id))
+    return [(name, json.loads(payload)) for name, payload in rows]
+
+
+def fanout(conn: Connection, run_id: int) -> Any:
+    return conn.execute(select(RF).where(RF.c.run_id == run_id)).first()
+
+
+def shards_of(conn: Connection, run_id: int) -> list[Any]:
+    return list(conn.execute(select(RS).where(RS.c.run_id == run_id).order_by(RS.c.shard_no)))
+
+
+def db_now(conn: Connection) -> Any:
+    return conn.execute(text("SELECT now()")).scalar_one()

@@ -1,0 +1,54 @@
+"""Splitting a run into shards by host: pure, so the packing rules are testable without a database.
+
+Every URL of a host lands in exactly one shard, so per-host politeness holds however many
+machines check a run. Hosts are bin-packed by URL count (largest first into the lightest
+shard), not hashed: hashing host names left half the shards empty in the prototype. A host
+above ``split_threshold`` URLs becomes consecutive url-id slices that share one lock, so
+its slices run one after another and the host still sees one shard's requests at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """Hosts checked together; ``part``/``parts`` say which slice of a split giant host this is."""
+
+    hosts: tuple[str, ...]
+    url_count: int
+    lock: str | None = None
+    part: int | None = None
+    parts: int | None = None
+
+
+def plan(host_counts: Mapping[str, int], shard_size: int, split_threshold: int) -> list[ShardSpec]:
+    """Shards of about ``shard_size`` URLs; giant hosts split into ``ceil(n / shard_size)`` locked slices."""
+    shards: list[ShardSpec] = []
+    small: dict[str, int] = {}
+    for host, count in sorted(host_counts.items()):
+        if count <= 0:
+            continue
+        if count > split_threshold:
+            parts = math.ceil(count / shard_size)
+            base, extra = divmod(count, parts)
+            for part in range(parts):
+                size = base + (1 if part < extra else 0)
+                shards.append(ShardSpec((host,), size, lock=f"host:{host}", part=part, parts=parts))
+        else:
+            small[host] = count
+    if small:
+        bins = max(1, math.ceil(sum(small.values()) / shard_size))
+        heap: list[tuple[int, int]] = [(0, b) for b in range(bins)]
+        members: list[list[str]] = [[] for _ in range(bins)]
+        for host, count in sorted(small.items(), key=lambda kv: (-kv[1], kv[0])):
+            load, b = heapq.heappop(heap)
+            members[b].append(host)
+            heapq.heappush(heap, (load + count, b))
+        loads = dict((b, load) for load, b in heap)
+        shards.extend(ShardSpec(tuple(sorted(members[b])), loads[b]) for b in range(bins) if members[b])
+    return shards

@@ -1,0 +1,406 @@
+"""Distributed runs: the shard planner, the migration, and real `monitor worker` processes on PostgreSQL.
+
+The worker tests start the fixture server with four listeners (four hosts, 40 ms per answer),
+queue a run with `monitor check` and let two worker subprocesses check it, then kill, stop or
+freeze one of them mid-shard. Heartbeats are 0.5 s and a shard is stale after 2.5 s, so a
+dead worker's shard runs again within a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, inspect, select, text
+
+from monitor.config import ConfigError, load_settings
+from monitor.distributed import shards
+from monitor.executors import LocalExecutor, ProcrastinateExecutor, executor_for
+from monitor.store.db import open_engine
+from monitor.store.models import ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
+from tests.pg_schema import pg_schema_url
+from tests.server import FixtureServer
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST_SIZES = (60, 60, 60, 240)  # URLs per fixture-server listener; the last host is split in 3
+PER_HOST = 2
+EVENT_NAMES = {
+    "link.broken",
+    "link.moved",
+    "link.recovered",
+    "link.flapping",
+    "host.down",
+    "image.size_mismatch",
+}
+
+
+# --- the planner (pure) -----------------------------------------------------------------
+
+
+def test_plan_puts_every_host_in_exactly_one_shard_and_balances_load() -> None:
+    """Bin-packing covers each small host once and keeps every shard near the target size."""
+    counts = {f"h{i}.test": n for i, n in enumerate([90, 70, 50, 40, 30, 30, 20, 10, 5, 5])}
+    planned = shards.plan(counts, shard_size=100, split_threshold=500)
+    hosts = [h for s in planned for h in s.hosts]
+    assert sorted(hosts) == sorted(counts) and len(hosts) == len(set(hosts))
+    assert len(planned) == 4
+    assert sum(s.url_count for s in planned) == sum(counts.values())
+    assert max(s.url_count for s in planned) <= 100
+
+
+def test_plan_splits_a_giant_host_into_locked_slices() -> None:
+    """A host above the threshold becomes ceil(n / shard_size) slices sharing one host lock."""
+    planned = shards.plan({"big.test": 1050, "small.test": 10}, shard_size=300, split_threshold=1000)
+    big = [s for s in planned if s.hosts == ("big.test",)]
+    assert [s.part for s in big] == [0, 1, 2, 3] and {s.parts for s in big} == {4}
+    assert {s.lock for s in big} == {"host:big.test"} and sum(s.url_count for s in big) == 1050
+    assert next(s for s in planned if s.hosts == ("small.test",)).lock is None
+
+
+# --- configuration and schema -----------------------------------------------------------
+
+
+def test_distributed_mode_refuses_sqlite(tmp_path: Path) -> None:
+    """Enabling [distributed] on SQLite fails at start with a message naming the fix."""
+    settings = load_settings(
+        None, {"database_url": f"sqlite:///{tmp_path}/x.db", "distributed.enabled": True}
+    )
+    with pytest.raises(ConfigError, match="needs a PostgreSQL database_url"):
+        executor_for(settings)
+    assert isinstance(executor_for(load_settings(None, {"database_url": "sqlite://"})), LocalExecutor)
+
+
+def test_migration_0002_creates_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
+    """Upgrading a fresh SQLite database reaches revision 0002 with the three new tables."""
+    engine = open_engine(f"sqlite:///{tmp_path}/m.db")
+    tables = set(inspect(engine).get_table_names())
+    assert {"run_shard", "run_fanout", "run_event"} <= tables
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+
+
+@pytest.mark.postgres
+def test_migration_0002_creates_the_shard_tables_on_postgres() -> None:
+    """Upgrading a fresh PostgreSQL schema reaches 0002, and the shard run/no pair is unique."""
+    with pg_schema_url() as url:
+        engine = open_engine(url)
+        try:
+            cols = {c["name"] for c in inspect(engine).get_columns("run_shard")}
+            assert {"attempt", "heartbeat_at", "state", "url_lo", "url_hi", "lock"} <= cols
+            uniques = inspect(engine).get_unique_constraints("run_shard")
+            assert any(u["column_names"] == ["run_id", "shard_no"] for u in uniques)
+        finally:
+            engine.dispose()
+
+
+# --- real workers -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hosts_server() -> Iterator[FixtureServer]:
+    server = FixtureServer(latency_ms=40, listeners=len(HOST_SIZES)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def farm(hosts_server: FixtureServer, tmp_path: Path) -> Iterator[Farm]:
+    """A corpus over four hosts, a throwaway PostgreSQL schema, and helpers to run workers on it."""
+    hosts_server.reset()
+    with pg_schema_url() as url:
+        f = Farm(tmp_path, url, hosts_server)
+        try:
+            yield f
+        finally:
+            f.stop_all()
+
+
+class Farm:
+    """One test's distributed set-up: corpus, config file, worker subprocesses and their logs."""
+
+    def __init__(self, tmp: Path, url: str, server: FixtureServer) -> None:
+        self.tmp, self.url, self.server = tmp, url, server
+        self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self.urls = write_corpus(tmp / "corpus", server)
+        self.config = self.write_config(url, "dist.toml", enabled=True)
+        self.engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def write_config(self, db_url: str, name: str, *, enabled: bool) -> Path:
+        cfg = self.tmp / name
+        cfg.write_text(
+            f'database_url = "{db_url}"\n'
+            f'[corpus]\nroots = ["{self.tmp}/corpus"]\n'
+            "[safety]\nallow_private = true\n"
+            f"[http]\nbackoff_base = 0.01\nbackoff_max = 0.05\nper_host_concurrency = {PER_HOST}\n"
+            "concurrency = 8\nmax_retries = 0\n"
+            "[alerts]\nalert_after = 1\nhost_down_threshold = 1000\n"
+            "[jobs]\nlock_ttl_seconds = 10\nshutdown_grace_seconds = 1\n"
+            f"[distributed]\nenabled = {'true' if enabled else 'false'}\nshard_size = 100\n"
+            "host_split_threshold = 150\nheartbeat_seconds = 0.5\nstall_seconds = 2.5\nmax_attempts = 5\n"
+            '[logging]\nformat = "json"\n'
+        )
+        return cfg
+
+    def monitor(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "monitor.cli", "-c", str(self.config), *args]
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = self.tmp / f"worker{len(self.workers)}.log"
+        proc = subprocess.Popen(
+            self.monitor("worker", "--concurrency", "2"),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.workers.append((proc, log))
+        return proc
+
+    def check(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.monitor("check", *extra), capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+
+    def stop_all(self) -> None:
+        for proc, _ in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait(10)
+        self.engine.dispose()
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for _, log in self.workers:
+            for line in log.read_text(errors="replace").splitlines():
+                if line.startswith("{"):
+                    out.append(json.loads(line))
+        return out
+
+    def log_of(self, proc: subprocess.Popen[bytes]) -> list[dict[str, Any]]:
+        path = next(log for p, log in self.workers if p is proc)
+        return [json.loads(x) for x in path.read_text(errors="replace").splitlines() if x.startswith("{")]
+
+    def run_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(RunRow.id))).scalar_one())
+
+    def wait_state(self, run_id: int, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.connect() as conn:
+                state = conn.execute(select(RunRow.state).where(RunRow.id == run_id)).scalar_one()
+            if state != "running":
+                return str(state)
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} still running after {timeout}s")
+
+    def busy_shard(self, timeout: float = 30) -> tuple[int, int]:
+        """(shard id, worker pid) of a running shard that has committed at least one batch."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(RunShardRow.id, RunShardRow.worker)
+                    .where(RunShardRow.state == "running", RunShardRow.checked > 0)
+                    .order_by(RunShardRow.url_count.desc())
+                ).first()
+            if row is not None and row.worker:
+                return int(row.id), int(row.worker.rpartition(":")[2])
+            time.sleep(0.05)
+        raise AssertionError("no shard got going")
+
+    def proc(self, pid: int) -> subprocess.Popen[bytes]:
+        return next(p for p, _ in self.workers if p.pid == pid)
+
+    def shard(self, shard_id: int) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(RunShardRow).where(RunShardRow.id == shard_id)).one()
+
+    def assert_exactly_once(self, run_id: int) -> None:
+        """One result per live URL, the run finalized once, per-host politeness held."""
+        with self.engine.connect() as conn:
+            results = conn.execute(
+                select(func.count(), func.count(ResultRow.url_id.distinct())).where(
+                    ResultRow.run_id == run_id
+                )
+            ).one()
+            checked = conn.execute(select(RunRow.checked).where(RunRow.id == run_id)).scalar_one()
+            done = conn.execute(
+                select(RunFanoutRow.shard_done).where(RunFanoutRow.run_id == run_id)
+            ).scalar_one()
+            total = conn.execute(select(func.count()).select_from(RunShardRow)).scalar_one()
+        assert tuple(results) == (len(self.urls), len(self.urls))
+        assert checked == len(self.urls) and done == total
+        finalized = [
+            e for e in self.logs() if e.get("event") == "run.finalized" and e.get("run_id") == run_id
+        ]
+        assert len(finalized) == 1
+        assert max(self.server.peak_by_host().values()) <= PER_HOST
+
+
+def write_corpus(folder: Path, server: FixtureServer) -> list[str]:
+    """One URL per article; every 7th answers 404, every 11th is a permanent redirect."""
+    folder.mkdir(parents=True)
+    urls = []
+    n = 0
+    for listener, size in enumerate(HOST_SIZES):
+        for _i in range(size):
+            n += 1
+            path = f"/status/200?u={n}"
+            if n % 7 == 0:
+                path = f"/status/404?u={n}"
+            elif n % 11 == 0:
+                path = f"/redirect-to/301?to=/status/200&u={n}"
+            url = server.url(path, listener=listener)
+            urls.append(url)
+            (folder / f"a{n:04d}.md").write_text(f'---\ntitle: "Article {n}"\nwebUrl: "{url}"\n---\n')
+    return urls
+
+
+def comparable(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Events without their moment-dependent keys, as sorted JSON, for set equality across runs."""
+    out = []
+    for name, keys in events:
+        keep = {k: v for k, v in keys.items() if k not in ("since", "run_id")}
+        out.append(json.dumps([name, keep], sort_keys=True))
+    return sorted(out)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
+    """Two workers give every URL the verdict a local run gives it, and the same alerts."""
+    import asyncio
+
+    local_settings = load_settings(
+        farm.write_config(f"sqlite:///{farm.tmp}/local.db", "local.toml", enabled=False)
+    )
+    local_engine = open_engine(local_settings.database_url)
+    outcome = asyncio.run(LocalExecutor().start(local_settings, local_engine))
+    with local_engine.connect() as conn:
+        local = dict(
+            conn.execute(
+                select(UrlRow.url, ResultRow.verdict).join(ResultRow, ResultRow.url_id == UrlRow.id)
+            ).all()
+        )
+    local_engine.dispose()
+    farm.server.reset()
+
+    farm.start_worker()
+    farm.start_worker()
+    done = farm.check("--wait-run", "--format", "json")
+    assert done.returncode == 2, done.stderr  # the 404s are errors
+    run_id = farm.run_id()
+    assert farm.wait_state(run_id) == "finished"
+    with farm.engine.connect() as conn:
+        remote = dict(
+            conn.execute(
+                select(UrlRow.url, ResultRow.verdict)
+                .join(ResultRow, ResultRow.url_id == UrlRow.id)
+                .where(ResultRow.run_id == run_id)
+            ).all()
+        )
+        shard_count = conn.execute(select(func.count()).select_from(RunShardRow)).scalar_one()
+    assert remote == local and len(local) == len(farm.urls)
+    assert shard_count == 5  # two packed small-host shards + three slices of the giant host
+    log_keys = ("event", "level", "logger", "timestamp")
+    emitted = [
+        (e["event"], {k: v for k, v in e.items() if k not in log_keys})
+        for e in farm.logs()
+        if e.get("event") in EVENT_NAMES
+    ]
+    assert len(outcome.events) == 93  # 60 broken + 33 moved
+    assert comparable(emitted) == comparable(outcome.events)
+    farm.assert_exactly_once(run_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_sigkill_mid_shard_is_rechecked_exactly_once(farm: Farm) -> None:
+    """A worker killed mid-shard: the shard runs again elsewhere, with exact counts and one finalization."""
+    farm.start_worker()
+    farm.start_worker()
+    queued = farm.check()
+    assert queued.returncode == 0, queued.stderr
+    run_id = farm.run_id()
+    shard_id, pid = farm.busy_shard()
+    farm.proc(pid).send_signal(signal.SIGKILL)
+    assert farm.wait_state(run_id) == "finished"
+    assert farm.shard(shard_id).attempt >= 2
+    farm.assert_exactly_once(run_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_sigterm_hands_the_shard_back(farm: Farm) -> None:
+    """SIGTERM commits what is in flight, hands the shard back and exits 0; another worker finishes it."""
+    farm.start_worker()
+    assert farm.check().returncode == 0
+    run_id = farm.run_id()
+    shard_id, pid = farm.busy_shard()
+    first = farm.proc(pid)
+    farm.start_worker()
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(20) == 0
+    handed = [e for e in farm.log_of(first) if e.get("event") == "shard.handed_back"]
+    assert handed and {e["state"] for e in handed} == {"queued"}
+    assert farm.wait_state(run_id) == "finished"
+    assert farm.shard(shard_id).attempt >= 2
+    farm.assert_exactly_once(run_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_frozen_worker_cannot_commit_after_its_shard_was_requeued(farm: Farm) -> None:
+    """SIGSTOP past the stall limit, SIGCONT after the re-queue: the old owner's batch is refused."""
+    farm.start_worker()
+    farm.start_worker()
+    assert farm.check().returncode == 0
+    run_id = farm.run_id()
+    shard_id, pid = farm.busy_shard()
+    frozen = farm.proc(pid)
+    attempt = farm.shard(shard_id).attempt
+    frozen.send_signal(signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while farm.shard(shard_id).attempt == attempt:
+        assert time.monotonic() < deadline, "the stalled shard was never re-queued"
+        time.sleep(0.1)
+    frozen.send_signal(signal.SIGCONT)
+    assert farm.wait_state(run_id) == "finished"
+    time.sleep(1.5)  # let the thawed worker reach its next commit
+    events = [e["event"] for e in farm.log_of(frozen)]
+    assert "shard.commit_refused" in events
+    farm.assert_exactly_once(run_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_simultaneous_starts_make_exactly_one_run(farm: Farm) -> None:
+    """Two `monitor check` planners racing: one run is queued, the other is refused with exit 1."""
+    procs = [
+        subprocess.Popen(
+            farm.monitor("check"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outs
+    assert any("another check is running" in err for _, err in outs)
+    with farm.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(RunRow)).scalar_one() == 1
+
+
+def test_procrastinate_executor_is_chosen_for_postgres() -> None:
+    """With [distributed] enabled on a PostgreSQL URL the seam hands out the Procrastinate executor."""
+    settings = load_settings(
+        None, {"database_url": "postgresql://u@db.invalid/x", "distributed.enabled": True}
+    )
+    assert isinstance(executor_for(settings), ProcrastinateExecutor)
