@@ -130,7 +130,7 @@ def _table(
         for i, cell in enumerate(row):
             content, key = cell if isinstance(cell, tuple) else (cell, None)
             attrs = _NUM if i in numeric else ""
-            attrs += f' data-sort="{html.escape(key, quote=True)}"' if key is not None else ""
+            attrs += f' data-sort="{esc(key)}"' if key is not None else ""  # keys hold corpus text too
             cells.append(f"<td{attrs}>{content}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (

@@ -56,6 +56,7 @@ from monitor.store.models import (
     UrlRow,
 )
 from monitor.types import Severity, SizeCheck, Verdict
+from monitor.urls import redact_url
 
 SECTIONS: tuple[str, ...] = (
     "summary",
@@ -605,7 +606,7 @@ def _url_list(
 def _url_item(row: Any, occurrences: tuple[OccurrenceItem, ...], occurrences_total: int) -> UrlItem:
     checked = row.verdict is not None
     return UrlItem(
-        url=row.url,
+        url=redact_url(row.url),  # the inventory keeps userinfo to fetch with; reports never show it
         host=row.host,
         verdict=row.verdict if checked else Verdict.SKIPPED.value,
         severity=row.severity if checked else Severity.IGNORE.value,
@@ -820,7 +821,9 @@ def _findings(ctx: _Ctx) -> FindingsSection:
     )
     if ctx.limit is not None:
         query = query.limit(ctx.limit)
-    items = tuple(FindingItem(*row) for row in conn.execute(query))
+    items = tuple(
+        FindingItem(*row[:5], *(redact_url(v) if v else v for v in row[5:])) for row in conn.execute(query)
+    )
     return FindingsSection(tuple((k, n) for k, n in counts), sum(n for _, n in counts), items)
 
 
