@@ -14,18 +14,24 @@ import structlog
 from sqlalchemy import Engine
 
 from monitor.config import ReportSettings, Settings
+from monitor.executors import ProcrastinateExecutor, QueuedRun
 from monitor.pipeline import RunOutcome, run_check
 from monitor.store.lease import hold_corpus_check
 
 log = structlog.get_logger("monitor.jobs")
 
 
-async def nightly_check(settings: Settings, engine: Engine, stop: asyncio.Event) -> RunOutcome:
+async def nightly_check(settings: Settings, engine: Engine, stop: asyncio.Event) -> RunOutcome | QueuedRun:
     """Check the corpus (trigger ``schedule``) and write report files; raises LeaseBusy when a check runs.
 
     An interrupted run (shutdown, lost lease) writes no reports: ``latest.*`` keeps
-    showing the last complete run.
+    showing the last complete run. In distributed mode the run is planned and queued
+    here; the workers check it and the last one to finish writes the reports.
     """
+    if settings.distributed.enabled:
+        queued = await ProcrastinateExecutor().start(settings, engine, trigger="schedule")
+        log.info("run.queued", run_id=queued.run_id, shards=queued.shards, targets=queued.targets)
+        return queued
     async with hold_corpus_check(engine, settings.jobs.lock_ttl_seconds, lost=stop):
         outcome = await run_check(settings, engine, trigger="schedule", stop=stop)
     if outcome.state == "finished":

@@ -90,6 +90,8 @@ def _summary(value: Any) -> dict[str, Any]:
     """A few keys describing what the job did, added to job.finished."""
     if value is None:
         return {}
+    if hasattr(value, "shards"):  # a distributed run, queued for the workers
+        return {"run_id": value.run_id, "state": "queued", "shards": value.shards, "targets": value.targets}
     if hasattr(value, "run_id"):
         return {
             "run_id": value.run_id,

@@ -374,6 +374,9 @@ def schedule(ctx: typer.Context) -> None:
             specs = job_specs(settings)
         except ScheduleError as exc:
             raise UsageError(str(exc)) from None
+        from monitor.executors import executor_for
+
+        executor_for(settings)  # distributed mode without PostgreSQL fails now, not at 02:30
         engine = engine_for(settings)
         code = asyncio.run(serve(settings, engine, specs=specs))
         engine.dispose()
