@@ -55,7 +55,7 @@ async def _run_with_signals(
                     settings,
                     engine,
                     stop=stop,
-                    on_progress=lambda d, _t: tick(d),
+                    on_progress=lambda d, t: tick(d, t),
                     **kwargs,  # type: ignore[arg-type]
                 )
     finally:
