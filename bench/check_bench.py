@@ -4,8 +4,9 @@ Usage:
     .venv/bin/python bench/check_bench.py [--urls 60000] [--hosts 20] [--latency-ms 50] [--concurrency 64]
 
 What it does, in one run so the figures are comparable on a shared machine:
-1. starts ``python -m tests.server`` in its own process, listening on ``--hosts`` ports of
-   127.0.0.1 (each port is a host key, so per-host limits apply) with ``--latency-ms`` before
+1. starts ``python -m tests.server`` in its own process, listening on 127.0.0.1 … 127.0.0.N
+   (``--hosts`` distinct host names, so both tools apply their per-host limits; lychee keys
+   hosts by name, not port) with ``--latency-ms`` before
    every answer; pages are 48 KB HTML with an ETag, images are a real 347 KB JPEG;
 2. writes a corpus in the real article format with ``--urls`` distinct URLs (about one in
    three is an image) and inventories it with ``monitor links`` (not timed);
@@ -60,7 +61,7 @@ def start_server(hosts: int, latency_ms: float) -> tuple[subprocess.Popen[str], 
             "tests.server",
             "--port",
             "0",
-            "--listeners",
+            "--loopback-hosts",
             str(hosts),
             "--latency-ms",
             str(latency_ms),
@@ -73,7 +74,8 @@ def start_server(hosts: int, latency_ms: float) -> tuple[subprocess.Popen[str], 
     line = proc.stdout.readline()
     if not line.startswith("READY"):
         raise SystemExit(f"server did not start: {line!r}")
-    return proc, [int(p) for p in line.split()[1:]]
+    port = int(line.split()[1])
+    return proc, [port] * hosts
 
 
 def stats(port: int) -> dict[str, int]:
@@ -82,10 +84,11 @@ def stats(port: int) -> dict[str, int]:
 
 
 def _url(ports: list[int], i: int, kind: str, k: int) -> str:
-    port = ports[(i * 6 + k) % len(ports)]
+    """Host n is 127.0.0.n (all loopback): distinct host names for both tools' per-host limits."""
+    host = f"127.0.0.{(i * 6 + k) % len(ports) + 1}"
     if kind == "img":
-        return f"http://127.0.0.1:{port}{IMAGE}?i={i}-{k}"
-    return f"http://127.0.0.1:{port}/page/{i}/{k}"
+        return f"http://{host}:{ports[0]}{IMAGE}?i={i}-{k}"
+    return f"http://{host}:{ports[0]}/page/{i}/{k}"
 
 
 def write_corpus(folder: Path, ports: list[int], urls: int) -> list[str]:

@@ -164,9 +164,16 @@ class FixtureServer:
     """The server; state is read from the test thread, mutated only on the server's loop."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, latency_ms: float = 0.0, listeners: int = 1
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency_ms: float = 0.0,
+        listeners: int = 1,
+        extra_hosts: tuple[str, ...] = (),
     ) -> None:
         self.host = host
+        self.extra_hosts = extra_hosts
         self.requested_port = port
         self.latency = latency_ms / 1000
         self.listeners = listeners
@@ -270,6 +277,9 @@ class FixtureServer:
             server = await asyncio.start_server(self._connection, self.host, port, limit=256 * 1024)
             self._servers.append(server)
             self.ports.append(server.sockets[0].getsockname()[1])
+        for extra in self.extra_hosts:  # more loopback addresses on the first port: distinct host names
+            server = await asyncio.start_server(self._connection, extra, self.ports[0], limit=256 * 1024)
+            self._servers.append(server)
         if ready is not None:
             ready.set()
         try:
@@ -639,8 +649,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080, help="first port (0: any free port)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every answer")
     parser.add_argument("--listeners", type=int, default=1, help="listen on this many consecutive ports")
+    parser.add_argument(
+        "--loopback-hosts", type=int, default=1, help="also listen on 127.0.0.2 … 127.0.0.N (same port)"
+    )
     args = parser.parse_args(argv)
-    server = FixtureServer(args.host, args.port, latency_ms=args.latency_ms, listeners=args.listeners)
+    extra = tuple(f"127.0.0.{n}" for n in range(2, args.loopback_hosts + 1))
+    server = FixtureServer(
+        args.host, args.port, latency_ms=args.latency_ms, listeners=args.listeners, extra_hosts=extra
+    )
 
     async def run() -> None:
         ready = threading.Event()
