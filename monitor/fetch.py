@@ -94,7 +94,7 @@ ACCEPT_ENCODING = "gzip, deflate, br"
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 MAX_HEADERS = 128
-IMAGE_FIRST_WINDOW = 64 * 1024  # first Range asked of an image; more only if its header is longer
+IMAGE_FIRST_WINDOW = 32 * 1024  # first Range asked of an image; more only if its header is longer
 DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
 DISCARD_WAIT = 0.5
 

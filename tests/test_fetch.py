@@ -24,7 +24,7 @@ import structlog.testing
 from aiohttp import http_exceptions
 
 from monitor.config import HostSettings, HttpSettings, RemapRule, SafetySettings
-from monitor.fetch import Fetcher, _Decoder, classify_exception
+from monitor.fetch import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_exception
 from monitor.guard import BlockedAddress
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
@@ -432,7 +432,7 @@ async def test_real_images_are_probed_with_a_range_request(
     assert (outcome.image.format, outcome.image.size) == (fmt, Size(*size))
     assert outcome.bytes_read <= 64 * 1024
     (seen,) = server.requests("/image/")
-    assert seen.headers["range"] == f"bytes=0-{64 * 1024 - 1}"  # a first window, not the whole cap
+    assert seen.headers["range"] == f"bytes=0-{IMAGE_FIRST_WINDOW - 1}"  # a first window, not the whole cap
 
 
 async def test_header_beyond_first_window_asks_for_the_rest(server: FixtureServer) -> None:
@@ -440,9 +440,9 @@ async def test_header_beyond_first_window_asks_for_the_rest(server: FixtureServe
     outcome = await fetch(server, "/image/image-size/valid/tiff/big-endian.tiff", IMAGE)
     assert outcome.image is not None and outcome.image.error is None and outcome.image.format == "tiff"
     first, second = server.requests("/image/")
-    assert first.headers["range"] == f"bytes=0-{64 * 1024 - 1}"
-    assert second.headers["range"] == f"bytes={64 * 1024}-{512 * 1024 - 1}"
-    assert 64 * 1024 < outcome.bytes_read <= 226578
+    assert first.headers["range"] == f"bytes=0-{IMAGE_FIRST_WINDOW - 1}"
+    assert second.headers["range"] == f"bytes={IMAGE_FIRST_WINDOW}-{512 * 1024 - 1}"
+    assert IMAGE_FIRST_WINDOW < outcome.bytes_read <= 226578
 
 
 async def test_server_ignoring_range_still_stops_early(server: FixtureServer) -> None:
