@@ -151,7 +151,9 @@ async def run_check(
                 )
         # adaptive freshness (off unless jobs.stale_after_days is set): scheduled runs skip
         # URLs that were healthy and checked recently enough for their role
-        fresh = store.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
+        fresh = (
+            store.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
+        )
         total = store.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
         store.set_total(engine, run_id, total)
         rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
@@ -231,13 +233,14 @@ class _Run:
         )
 
     async def execute(self) -> None:
-        writer = asyncio.create_task(self._writer())
+        writer = self.writer = asyncio.create_task(self._writer())
         try:
             async with Fetcher(self.settings.http, self.settings.safety) as fetcher:
                 await self._dispatch(fetcher)
         finally:
-            await self.queue.put(None)
-            await writer
+            if not writer.done():
+                await self._emit(None)
+            await writer  # re-raises a writer failure (e.g. the database refused a batch)
 
     async def _load(self, after_id: int) -> list[store.Planned]:
         def page() -> list[store.Planned]:
@@ -307,13 +310,13 @@ class _Run:
                         continue
                     item = tasks.pop(task)  # type: ignore[arg-type]
                     in_host[item.target.host] -= 1
-                    await self.queue.put((item, _outcome_of(task, item.target)))
+                    await self._emit((item, _outcome_of(task, item.target)))
             # stop requested: give in-flight requests a grace period, then cut the rest
             self.cut_short = True
             if tasks:
                 done, rest = await asyncio.wait(tasks, timeout=self.settings.jobs.shutdown_grace_seconds)
                 for task in done:
-                    await self.queue.put((tasks[task], _outcome_of(task, tasks[task].target)))
+                    await self._emit((tasks[task], _outcome_of(task, tasks[task].target)))
                 for task in rest:
                     task.cancel()
                 await asyncio.gather(*rest, return_exceptions=True)
@@ -321,6 +324,18 @@ class _Run:
             stop_wait.cancel()
             for task in tasks:
                 task.cancel()
+
+    async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
+        """Hand a result to the writer; if the writer died, raise its error rather than wait for ever."""
+        if not self.queue.full():
+            self.queue.put_nowait(item)
+            return
+        put = asyncio.ensure_future(self.queue.put(item))
+        await asyncio.wait({put, self.writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            self.writer.result()  # the writer ended without taking the item: surface why
+            raise RuntimeError("the result writer stopped early")
 
     async def _writer(self) -> None:
         batch: list[tuple[store.Planned, FetchOutcome]] = []
