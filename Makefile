@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	@$(BIN)/monitor check --config config.toml; rc=$$?; \
+	@$(BIN)/monitor --config config.toml check; rc=$$?; \
 	if [ $$rc -eq 2 ]; then echo "monitor check: exit 2 = problems found (listed above); the run itself worked"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 

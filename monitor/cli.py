@@ -518,8 +518,17 @@ def runs(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors exit 1 (click's default, 2, means "problems found" here)."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors (typer bundles click)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        sys.exit(0 if type(exc).__name__ == "NoArgsIsHelpError" else 1)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
