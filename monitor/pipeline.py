@@ -138,7 +138,7 @@ async def run_check(
     rlog = log.bind(run_id=run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id)
     try:
-        if trigger != "resume" and not only_failing:
+        if not only_failing:  # a resumed run too: it may have died inside this pass (it is incremental)
             inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
             for err in inventory.errors:
                 rlog.warning(
