@@ -24,7 +24,7 @@ from monitor.store.models import (
 )
 from monitor.textsafe import inert
 from monitor.types import Severity, Verdict
-from monitor.urls import InvalidUrl, normalise_url
+from monitor.urls import InvalidUrl, normalise_url, redact_url
 
 A = ArticleRow.__table__
 OCC = OccurrenceRow.__table__
@@ -80,7 +80,7 @@ def url_history(engine: Engine, raw_url: str, runs: int = 30) -> dict[str, Any] 
             .order_by(A.c.path, OCC.c.id)
         ).all()
     return {
-        "url": row["url"],
+        "url": redact_url(row["url"]),  # credentials stay in the inventory, never on screen
         "host": row["host"],
         "kind": row["kind"],
         "first_seen": _iso(row["first_seen"]),
@@ -190,7 +190,8 @@ def corpus_status(engine: Engine) -> dict[str, Any]:
         "findings": findings,
         "corpus_errors": errors,
         "oldest_unresolved": [
-            {"url": u, "failing_since": _iso(since), "runs": n, "verdict": v} for u, since, n, v in oldest
+            {"url": redact_url(u), "failing_since": _iso(since), "runs": n, "verdict": v}
+            for u, since, n, v in oldest
         ],
     }
 

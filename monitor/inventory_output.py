@@ -21,6 +21,7 @@ from monitor.inventory import SyncReport, sync_inventory
 from monitor.store import inventory as store
 from monitor.store.models import ArticleRow, FindingRow, OccurrenceRow, UrlRow
 from monitor.textsafe import csv_cell, inert
+from monitor.urls import redact_url
 
 COLUMNS = ("article", "location", "role", "related", "url", "raw_url", "declared_width", "declared_height")
 
@@ -44,7 +45,11 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
     )
     with engine.connect() as conn:
         for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
-            yield dict(zip(COLUMNS, row, strict=True))
+            item = dict(zip(COLUMNS, row, strict=True))
+            # the inventory keeps credentials to fetch with; nothing printed shows them
+            item["url"] = redact_url(item["url"]) if item["url"] else None
+            item["raw_url"] = redact_url(str(item["raw_url"]))
+            yield item
 
 
 def iter_findings(engine: Engine) -> Iterator[dict[str, object]]:

@@ -220,3 +220,15 @@ def test_cli_bad_database_url_is_one_line(tmp_path: Path) -> None:
     """An unusable database URL is reported in one line with exit code 1."""
     result = runner.invoke(app, ["--database-url", "nosuchdb://x", "links", str(tmp_path)])
     assert result.exit_code == 1 and "error:" in result.output and "Traceback" not in result.output
+
+
+def test_cli_outputs_never_show_credentials(tmp_path: Path) -> None:
+    """Credentials written in an article's URL stay out of every `monitor links` format."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "a.md").write_text('---\nwebUrl: "https://editor:s3cret@news.example.com/a"\n---\n')
+    db = f"sqlite:///{tmp_path}/cli.db"
+    for fmt in ("table", "json", "csv"):
+        result = runner.invoke(app, ["--database-url", db, "links", str(corpus), "--format", fmt])
+        assert result.exit_code == 0, result.output
+        assert "s3cret" not in result.output and "news.example.com/a" in result.output
