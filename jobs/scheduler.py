@@ -41,6 +41,7 @@ from sqlalchemy import Engine, inspect
 
 from jobs.runner import JOB_NAMES, JobResult, execute
 from monitor.config import Settings
+from monitor.signals import stop_on_signals
 
 log = structlog.get_logger("monitor.jobs")
 
@@ -333,22 +334,6 @@ def _stored_jobs(engine: Engine) -> dict[str, Job]:
 
 async def run_now(settings: Settings, engine: Engine, name: str) -> JobResult:
     """`monitor run-job`: one job in the foreground; SIGINT/SIGTERM stop it gracefully, twice at once."""
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    current = asyncio.current_task()
-
-    def on_signal() -> None:
-        if stop.is_set() and current is not None:
-            current.cancel()
-        stop.set()
-
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
-    try:
+    with stop_on_signals(stop):
         return await execute(name, settings, engine, stop)
-    finally:
-        for sig in signals:
-            with suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)

@@ -11,10 +11,8 @@ exits 1 naming the holder, or with ``wait`` queues behind the first.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
-from contextlib import suppress
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -22,6 +20,7 @@ from sqlalchemy import Engine
 from monitor.config import Settings
 from monitor.pipeline import RunOutcome, run_check
 from monitor.progress import file_progress
+from monitor.signals import stop_on_signals
 from monitor.store.lease import LeaseBusy, hold_corpus_check
 from reports import ReportData
 
@@ -32,21 +31,10 @@ CHECK_SECTIONS = ("summary", "broken", "images", "moved", "blocked", "findings",
 async def _run_with_signals(
     settings: Settings, engine: Engine, tty: bool, wait: float | None = None, **kwargs: object
 ) -> RunOutcome:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    current = asyncio.current_task()
-    signals = (signal.SIGINT, signal.SIGTERM)
     running = False
-
-    def on_signal() -> None:
-        if (stop.is_set() or not running) and current is not None:
-            current.cancel()  # second signal, or still waiting for the lock: stop now
-        stop.set()
-
-    for sig in signals:
-        with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
-    try:
+    # a second signal, or one while still waiting for the lock, stops at once
+    with stop_on_signals(stop, now=lambda: not running):
         # a lost lease (we stalled past its TTL and someone took over) stops the run like a signal
         async with hold_corpus_check(engine, settings.jobs.lock_ttl_seconds, wait=wait or False, lost=stop):
             running = True
@@ -58,10 +46,6 @@ async def _run_with_signals(
                     on_progress=lambda d, t: tick(d, t),
                     **kwargs,  # type: ignore[arg-type]
                 )
-    finally:
-        for sig in signals:
-            with suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
 
 
 def emit(data: ReportData, fmt: str, output: Path | None) -> None:
