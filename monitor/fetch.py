@@ -39,7 +39,7 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
@@ -378,9 +378,17 @@ class Fetcher:
     """Fetches Targets politely and reports facts; use as ``async with Fetcher(http, safety) as f``."""
 
     def __init__(
-        self, http: HttpSettings, safety: SafetySettings | None = None, *, rng: random.Random | None = None
+        self,
+        http: HttpSettings,
+        safety: SafetySettings | None = None,
+        *,
+        rng: random.Random | None = None,
+        gate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``gate`` is awaited before every request sent, retries and redirect hops included
+        (a distributed shard uses it to stop at once when it no longer owns its hosts)."""
         self._http = http
+        self._gate = gate
         proxy_host = httpx.URL(http.proxy).host if http.proxy else None
         # Behind a proxy the proxy resolves target names; only its own address and IP literals
         # are resolved here, and the proxy itself must be reachable even on a private address.
@@ -622,6 +630,8 @@ class Fetcher:
         method = request.method
         stats = self.stats
         p.phase = "waiting for a host slot"
+        if self._gate is not None:
+            await self._gate()
         async with self._limiter.slot(key), self._global:
             stats.requests += 1
             stats.in_flight += 1

@@ -17,7 +17,7 @@ import json
 import resource
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -218,6 +218,7 @@ class _Run:
     ) -> None:
         self.settings = settings
         self.stale_before = stale_before
+        self.request_gate: Callable[[], Awaitable[None]] | None = None  # awaited before every request
         self.engine = engine
         self.run_id = run_id
         self.only_failing = only_failing
@@ -235,7 +236,7 @@ class _Run:
     async def execute(self) -> None:
         writer = self.writer = asyncio.create_task(self._writer())
         try:
-            async with Fetcher(self.settings.http, self.settings.safety) as fetcher:
+            async with Fetcher(self.settings.http, self.settings.safety, gate=self.request_gate) as fetcher:
                 await self._dispatch(fetcher)
         finally:
             if not writer.done():

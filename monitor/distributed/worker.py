@@ -33,10 +33,9 @@ from sqlalchemy import Connection, Engine
 from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue, runs
-from monitor.fetch import Fetcher
 from monitor.pipeline import PAGE, _Run, save_results, write_with_retry
 from monitor.store import results as store
-from monitor.types import FetchOutcome, Target
+from monitor.types import FetchOutcome
 
 log = structlog.get_logger("monitor.worker")
 
@@ -70,9 +69,7 @@ class ShardRun(_Run):
         self.fresh_for = min(2 * d.heartbeat_seconds, d.stall_seconds / 2)
         self.confirmed = time.monotonic()  # when the database last confirmed we own the shard
         self._confirming = asyncio.Lock()
-
-    async def _dispatch(self, fetcher: Fetcher) -> None:
-        await super()._dispatch(_GatedFetcher(fetcher, self))  # type: ignore[arg-type]
+        self.request_gate = self.gate  # every request the fetcher sends, retries and hops included
 
     async def gate(self) -> None:
         """Before each request: if ownership was not confirmed lately (we may have been frozen
@@ -83,8 +80,9 @@ class ShardRun(_Run):
         async with self._confirming:
             if not self.lost and time.monotonic() - self.confirmed > self.fresh_for:
                 c = self.claim
+                asked = time.monotonic()  # a freeze inside the call must not make the answer look fresh
                 if await asyncio.to_thread(ledger.beat, self.engine, c.shard_id, c.run_id, c.attempt):
-                    self.confirmed = time.monotonic()
+                    self.confirmed = asked
                 else:
                     self.lost = True
                     log.warning("shard.request_refused", attempt=c.attempt)
@@ -123,28 +121,18 @@ class ShardRun(_Run):
         self.done += len(batch)
 
 
-class _GatedFetcher:
-    """The shard's fetcher, asking the shard for permission before every request."""
-
-    def __init__(self, inner: Fetcher, run: ShardRun) -> None:
-        self.inner, self.run = inner, run
-
-    async def fetch(self, target: Target) -> FetchOutcome:
-        await self.run.gate()
-        return await self.inner.fetch(target)
-
-
 async def _heartbeat(engine: Engine, runner: ShardRun, every: float, lost: asyncio.Event) -> None:
     claim = runner.claim
     while True:
         await asyncio.sleep(every)
+        asked = time.monotonic()  # stamp the question, not the answer: we may be frozen in between
         try:
             alive = await asyncio.to_thread(ledger.beat, engine, claim.shard_id, claim.run_id, claim.attempt)
         except Exception as exc:  # a database hiccup: the next beat may pass before anyone calls us stale
             log.warning("shard.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
             continue
         if alive:
-            runner.confirmed = time.monotonic()
+            runner.confirmed = asked
         else:
             log.warning("shard.heartbeat_refused", attempt=claim.attempt)
             lost.set()
