@@ -364,11 +364,18 @@ def test_a_frozen_worker_cannot_commit_after_its_shard_was_requeued(farm: Farm) 
     farm.start_worker()
     assert farm.check().returncode == 0
     run_id = farm.run_id()
-    shard_id, pid = farm.busy_shard()
-    frozen = farm.proc(pid)
-    attempt = farm.shard(shard_id).attempt
-    frozen.send_signal(signal.SIGSTOP)
-    deadline = time.monotonic() + 30
+    for _ in range(10):  # the chosen shard may finish between the choice and the stop: choose again
+        shard_id, pid = farm.busy_shard()
+        frozen = farm.proc(pid)
+        attempt = farm.shard(shard_id).attempt
+        frozen.send_signal(signal.SIGSTOP)
+        time.sleep(0.2)
+        if farm.shard(shard_id).state == "running":
+            break
+        frozen.send_signal(signal.SIGCONT)
+    else:
+        pytest.fail("no running shard could be frozen")
+    deadline = time.monotonic() + 60  # generous: CI runs this next to the rest of the suite
     while farm.shard(shard_id).attempt == attempt:
         assert time.monotonic() < deadline, "the stalled shard was never re-queued"
         time.sleep(0.1)
