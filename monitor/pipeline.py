@@ -139,7 +139,10 @@ async def run_check(
     structlog.contextvars.bind_contextvars(run_id=run_id)
     try:
         if not only_failing:  # a resumed run too: it may have died inside this pass (it is incremental)
-            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
+            # incremental, so a pass cut by a lost connection is simply run again
+            inventory = await write_with_retry(
+                lambda: sync_inventory(engine, settings.corpus, paths), what="the inventory"
+            )
             for err in inventory.errors:
                 rlog.warning(
                     "corpus.error",
