@@ -492,10 +492,11 @@ def worker(
     with _errors(c):
         settings = c.settings()
         configure_logging(settings.logging)
-        from monitor.distributed.queue import open_engine_serialized, require_postgres
+        from monitor.distributed.queue import end_idle_transactions, open_engine_serialized, require_postgres
 
         require_postgres(settings)
         engine = open_engine_serialized(settings)
+        end_idle_transactions(engine, settings)
         code = asyncio.run(serve(settings, engine, concurrency))
         engine.dispose()
     raise typer.Exit(code)

@@ -241,6 +241,8 @@ def hand_back(
     Returns (new state or None when nothing changed, whether this ended the run).
     """
     with engine.begin() as conn:
+        # never queue behind a lock a frozen owner holds: fail fast, the reaper tries again next period
+        conn.execute(text("SET LOCAL lock_timeout = '2s'"))
         cond = [RS.c.id == shard_id, RS.c.state == "running"]
         if attempt is not None:
             cond.append(RS.c.attempt == attempt)

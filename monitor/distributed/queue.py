@@ -87,6 +87,24 @@ async def defer_shard(app: Any, queue: str, run_id: int, shard_id: int, lock: st
         return None
 
 
+def end_idle_transactions(engine: Engine, settings: Settings) -> None:
+    """Have PostgreSQL end a worker's session that sits in a transaction past the stall limit.
+
+    A worker frozen (SIGSTOP, a stalled VM) inside a batch transaction would otherwise hold
+    its shard row locked for ever and the reaper could never hand the shard back; when it
+    thaws, its connection is gone and its batch is refused by the fence on retry.
+    """
+    from sqlalchemy import event
+
+    timeout_ms = int(settings.distributed.stall_seconds * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _limit(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        dbapi_conn.commit()
+
+
 def open_engine_serialized(settings: Settings) -> Engine:
     """Open (and migrate) the database under an advisory lock: a fleet starting at once migrates once."""
     import psycopg
