@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from monitor.config import CorpusSettings
 from monitor.corpus import CorpusFile, discover, read_article
@@ -75,14 +75,7 @@ def sync_inventory(
     def flush() -> None:
         store.save_parsed(engine, parsed, known, now)
         store.save_errors(engine, errors, known, now)
-        if restat:
-            with engine.begin() as conn:
-                for aid, size, mtime_ns in restat:
-                    conn.execute(
-                        update(store.A)
-                        .where(store.A.c.id == aid)
-                        .values(size=size, mtime_ns=mtime_ns, last_seen=now)
-                    )
+        store.save_restat(engine, restat, now)
         parsed.clear()
         errors.clear()
         restat.clear()
@@ -144,7 +137,7 @@ def sync_inventory(
     ]
     store.mark_deleted(engine, gone, known, now)
     report.deleted = len(gone)
-    store.touch_unchanged(engine, now, now)
+    store.touch_unchanged(engine, now)
     report.elapsed_s = time.perf_counter() - started
     return report
 

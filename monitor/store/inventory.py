@@ -226,12 +226,23 @@ def mark_deleted(engine: Engine, paths: Sequence[str], known: dict[str, KnownFil
             conn.execute(delete(E).where(E.c.path.in_(list(paths[start : start + _IN_CHUNK]))))
 
 
-def touch_unchanged(engine: Engine, now: datetime, run_started: datetime) -> None:
+def touch_unchanged(engine: Engine, now: datetime) -> None:
     """Mark every live article as seen now, in one statement."""
     with engine.begin() as conn:
-        conn.execute(
-            update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < run_started).values(last_seen=now)
-        )
+        conn.execute(update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < now).values(last_seen=now))
+
+
+def save_restat(engine: Engine, restat: Sequence[tuple[int, int, int]], now: datetime) -> None:
+    """Files whose stat changed but whose bytes did not: new size and mtime, one executemany."""
+    if not restat:
+        return
+    stmt = (
+        update(A)
+        .where(A.c.id == bindparam("b_id"))
+        .values(size=bindparam("b_size"), mtime_ns=bindparam("b_mtime"), last_seen=now)
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, [{"b_id": a, "b_size": sz, "b_mtime": mt} for a, sz, mt in restat])
 
 
 @dataclass(frozen=True, slots=True)
