@@ -36,10 +36,10 @@ from typing import Any
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from monitor.config import HttpSettings, SafetySettings
 from monitor.fetch import Fetcher
+from monitor.transport import SessionTransport
 from monitor.types import Target, TargetKind
 from monitor.urls import host_key
 
@@ -87,8 +87,9 @@ async def httpx_per_host(urls: list[str], in_flight: int) -> None:
             await client.aclose()
 
 
-async def httpx_aiohttp(urls: list[str], in_flight: int) -> None:
-    transport = AiohttpTransport(limits=httpx.Limits(max_connections=in_flight))
+async def httpx_session(urls: list[str], in_flight: int) -> None:
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight))
+    transport = SessionTransport(session, connect=10.0, read=10.0)
     async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
 
         async def one(url: str) -> None:
@@ -127,7 +128,7 @@ def _fetcher(kind: TargetKind) -> Runner:
 OPTIONS: dict[str, tuple[Runner, str]] = {
     "httpx, default transport, one pool": (httpx_shared, "/status/200"),
     "httpx, default transport, client per host": (httpx_per_host, "/status/200"),
-    "httpx + httpx_aiohttp transport": (httpx_aiohttp, "/status/200"),
+    "httpx + monitor.transport.SessionTransport": (httpx_session, "/status/200"),
     "raw aiohttp": (raw_aiohttp, "/status/200"),
     "monitor.fetch.Fetcher, pages (HEAD)": (_fetcher(TargetKind.PAGE), "/status/200"),
     "monitor.fetch.Fetcher, images (GET+probe)": (_fetcher(TargetKind.IMAGE), "/image/pngsuite/basn2c16.png"),

@@ -1,11 +1,11 @@
 """The check engine's fetching layer: one ``FetchOutcome`` of facts per ``Target``, never an exception.
 
-Transport: httpx's API over ``httpx_aiohttp.AiohttpTransport`` driving one shared aiohttp
-session (about 8x less CPU per request than httpx's own transport on this machine; figures in
-``bench/transport_cpu.py``). The session is ours, so we choose its connector (a resolver that
-enforces the SSRF guard on the addresses it returns, no connection to anything unchecked),
-its header limits (``max_header_bytes``, 128 headers) and a cookie jar that keeps nothing.
-aiohttp has no HTTP/2: ``http2 = true`` is logged and HTTP/1.1 is used.
+Transport: httpx's request/response API over ``transport.SessionTransport``, which drives one
+shared aiohttp session (several times less CPU per request than httpx's own transport on this
+machine; figures in ``bench/transport_cpu.py``). The session is ours, so we choose its
+connector (a resolver that enforces the SSRF guard on the addresses it returns, no connection
+to anything unchecked), its header limits (``max_header_bytes``, 128 headers) and a cookie
+jar that keeps nothing. aiohttp has no HTTP/2: ``http2 = true`` is logged and HTTP/1.1 is used.
 
 What this module owns, per URL (remapped first by ``http.remap``):
 
@@ -39,10 +39,9 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
-from http.cookiejar import CookieJar
 from types import TracebackType
 from typing import cast
 
@@ -51,13 +50,13 @@ import brotli
 import httpx
 import structlog
 from aiohttp import http_exceptions
-from httpx_aiohttp import AiohttpTransport
 
 from monitor.config import HttpSettings, SafetySettings
 from monitor.guard import AddressGuard, BlockedAddress, GuardedResolver
 from monitor.hosts import HostLimiter, host_settings
 from monitor.probe import ImageProbe
 from monitor.retry import backoff, parse_retry_after, should_retry
+from monitor.transport import SessionTransport
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
 from monitor.urls import host_key, redact_url
 
@@ -118,8 +117,8 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>\])]+")
 def classify_exception(exc: BaseException) -> tuple[FetchFailure, str]:
     """The ``FetchFailure`` a foreign exception stands for, with a short credential-free detail.
 
-    The innermost cause decides: httpx_aiohttp maps most aiohttp errors to ``ConnectTimeout``,
-    so the outer httpx type is the least reliable part of the chain.
+    The innermost cause decides: an adapter may wrap a precise aiohttp error in a vague httpx
+    one (``ConnectTimeout`` for everything), so the outer type is the least reliable part.
     """
     chain = _chain(exc)
     for inner in reversed(chain):
@@ -221,9 +220,25 @@ def _range_total(content_range: str | None) -> int | None:
 
 
 def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
-    """The body as received; an async generator at run time (httpx types it as an iterator),
-    closed explicitly so the transport stream is released as soon as we stop reading."""
-    return cast(AsyncGenerator[bytes, None], response.aiter_raw())
+    """The body as received, straight from the transport's stream (httpx's ``aiter_raw``
+    re-chunks every piece); an async generator, closed as soon as we stop reading."""
+    return cast(AsyncGenerator[bytes, None], cast(AsyncIterable[bytes], response.stream).__aiter__())
+
+
+def _header_dict(response: httpx.Response) -> dict[str, str]:
+    """Lower-cased name → value, repeated names joined with ", " (as httpx's ``items()`` does).
+
+    One pass over the raw pairs: httpx's ``Headers.get`` scans a list per call and ``items()``
+    re-checks the encoding per header. Non-ASCII headers take httpx's own decoding.
+    """
+    out: dict[str, str] = {}
+    try:
+        for key, value in response.headers.raw:
+            name, text = key.decode("ascii").lower(), value.decode("ascii")
+            out[name] = f"{out[name]}, {text}" if name in out else text
+    except UnicodeDecodeError:
+        return dict(response.headers.items())
+    return out
 
 
 # --- bounded decoding ------------------------------------------------------------------------
@@ -367,13 +382,6 @@ class FetchStats:
     host_peak_in_flight: dict[str, int] = field(default_factory=dict)  # per host key
 
 
-class _NoCookies(CookieJar):
-    """The client-wide jar: keeps nothing (no cookie travels between URLs) and costs nothing."""
-
-    def extract_cookies(self, response: object, request: object) -> None:  # type: ignore[override]
-        return None
-
-
 class Fetcher:
     """Fetches Targets politely and reports facts; use as ``async with Fetcher(http, safety) as f``."""
 
@@ -399,10 +407,8 @@ class Fetcher:
         self.stats = FetchStats(host_peak_in_flight=self._limiter.peaks)
         self._inflight: dict[tuple[str, TargetKind], asyncio.Task[FetchOutcome]] = {}
         self._headers_cache: dict[tuple[str, TargetKind], dict[str, str]] = {}
-        self._client: httpx.AsyncClient | None = None
-        self._transport: AiohttpTransport | None = None
+        self._transport: SessionTransport | None = None
         self._global: asyncio.Semaphore | None = None
-        self._timeouts: dict[str, float | None] = {}
 
     @property
     def limiter(self) -> HostLimiter:
@@ -413,40 +419,27 @@ class Fetcher:
         if http.http2:
             log.warning("fetch.http2_unsupported", detail="the aiohttp transport speaks HTTP/1.1 only")
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
-        transport = AiohttpTransport(
-            verify=http.verify_tls, proxy=httpx.Proxy(http.proxy) if http.proxy else None
-        )
+        ssl_context = httpx.create_ssl_context(verify=True) if http.verify_tls else False
         connector = aiohttp.TCPConnector(
             limit=http.concurrency,
             limit_per_host=0,  # per-host limits are ours (HostLimiter), with overrides and spacing
             resolver=GuardedResolver(self._guard),
             ttl_dns_cache=300,
-            ssl=transport.ssl_context if http.verify_tls else False,
+            ssl=ssl_context,
         )
-        transport.client = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
+            cookie_jar=aiohttp.DummyCookieJar(),  # cookies live per redirect chain, in _chain
             auto_decompress=False,
             max_line_size=http.max_header_bytes,
             max_field_size=http.max_header_bytes,
             max_headers=MAX_HEADERS,
         )
-        # Requests are built here (see _chain), so the client contributes only send(): the
-        # transport, no redirects, no environment proxies (they would mount httpx's own
-        # transport, bypassing the guard) and a cookie jar that ignores every answer.
-        self._transport = transport
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,
-            cookies=httpx.Cookies(_NoCookies()),
+        # Requests are built here (see _chain) and sent through the transport itself: no
+        # client-side redirects, environment proxies (they would bypass the guard) or cookie jar.
+        self._transport = SessionTransport(
+            session, connect=http.connect_timeout, read=http.read_timeout, proxy=http.proxy
         )
-        self._timeouts = httpx.Timeout(
-            connect=http.connect_timeout,
-            read=http.read_timeout,
-            write=http.read_timeout,
-            pool=http.connect_timeout,  # becomes aiohttp's "connect": pool wait + DNS + TCP + TLS
-        ).as_dict()
         self._global = asyncio.Semaphore(http.concurrency)
         return self
 
@@ -457,15 +450,23 @@ class Fetcher:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
 
     # --- public entry ----------------------------------------------------------------------
 
     async def fetch(self, target: Target) -> FetchOutcome:
         """Facts about ``target``; overlapping calls for the same URL and kind share one fetch."""
-        if self._client is None:
+        return await asyncio.shield(self.start(target))
+
+    def start(self, target: Target) -> asyncio.Task[FetchOutcome]:
+        """The task fetching ``target``, started now or joined if already in flight.
+
+        For a caller that owns its fetches (the run dispatcher): no wrapper task per URL.
+        Cancelling the task cancels the fetch for everyone joined to it; ``fetch`` shields it.
+        """
+        if self._transport is None:
             raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
         key = (target.url, target.kind)
         task = self._inflight.get(key)
@@ -476,7 +477,7 @@ class Fetcher:
             self.stats.fetches += 1
         else:
             self.stats.deduplicated += 1
-        return await asyncio.shield(task)
+        return task
 
     def _forget(self, key: tuple[str, TargetKind], task: asyncio.Task[FetchOutcome]) -> None:
         if self._inflight.get(key) is task:
@@ -575,7 +576,7 @@ class Fetcher:
                 return
             # A plain Request, not client.build_request: that re-parses the URL to merge (empty)
             # params and runs the client cookie jar, a third of the per-request CPU.
-            request = httpx.Request(method, url, headers=headers, extensions={"timeout": self._timeouts})
+            request = httpx.Request(method, url, headers=headers)
             if len(jar.jar):
                 jar.set_cookie_header(request)
             nxt = await self._exchange(request, text, key, target, jar, p)
@@ -626,7 +627,7 @@ class Fetcher:
         self, request: httpx.Request, text: str, key: str, target: Target, jar: httpx.Cookies, p: _Progress
     ) -> httpx.URL | None:
         """Send one request inside its host and global slots; the next URL if it redirects."""
-        assert self._client is not None and self._global is not None
+        assert self._transport is not None and self._global is not None
         method = request.method
         stats = self.stats
         p.phase = "waiting for a host slot"
@@ -641,7 +642,6 @@ class Fetcher:
                 try:
                     # The transport, not client.send: httpx would parse every Location for its own
                     # redirect bookkeeping and raise on e.g. "javascript:..." before _follow judges it.
-                    assert self._transport is not None
                     response = await self._transport.handle_async_request(request)
                 except _FOREIGN as exc:
                     self._limiter.observe(key, None)
@@ -663,7 +663,7 @@ class Fetcher:
     ) -> httpx.URL | None:
         request = response.request
         url, method, status = request.url, request.method, response.status_code
-        headers = dict(response.headers.items())  # one pass; httpx's Headers.get scans a list
+        headers = _header_dict(response)
         retry_after = None
         if status in self._http.retry_statuses or status in (429, 503):
             retry_after = parse_retry_after(headers.get("retry-after"))
@@ -750,7 +750,7 @@ class Fetcher:
         Asking for a small window first keeps the server from pushing the whole file into
         socket buffers we then throw away; nearly every header fits in it.
         """
-        assert self._client is not None
+        assert self._transport is not None
         cap = self._http.image_byte_cap
         probe = ImageProbe(cap, headers.get("content-type"))
         partial = response.status_code == 206
@@ -767,13 +767,11 @@ class Fetcher:
             k: v for k, v in request.headers.items() if k.lower() not in ("range", "host", "content-length")
         }
         more["Range"] = f"bytes={got}-{cap - 1}"
-        follow = await self._client.send(
-            httpx.Request("GET", request.url, headers=more, extensions=request.extensions), stream=True
-        )
+        follow = await self._transport.handle_async_request(httpx.Request("GET", request.url, headers=more))
         self.stats.requests += 1
         try:
             if follow.status_code == 206:
-                await self._read(follow, dict(follow.headers.items()), cap, probe, p, offset=got)
+                await self._read(follow, _header_dict(follow), cap, probe, p, offset=got)
             else:
                 p.image = probe.finish()
         finally:

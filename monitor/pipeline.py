@@ -18,6 +18,7 @@ import resource
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -232,9 +233,12 @@ class _Run:
         self.events: list[alerts.Event] = []
         self.cut_short = False
         self.done = 0
-        self.queue: asyncio.Queue[tuple[store.Planned, FetchOutcome] | None] = asyncio.Queue(
-            maxsize=self.concurrency * 4
-        )
+        # results waiting for the writer; the dispatcher waits while max_pending are queued
+        self.pending: list[tuple[store.Planned, FetchOutcome]] = []
+        self.max_pending = max(self.concurrency * 4, WRITE_BATCH * 2)
+        self.wake_writer = asyncio.Event()
+        self.room = asyncio.Event()
+        self.closing = False
 
     async def execute(self) -> None:
         writer = self.writer = asyncio.create_task(self._writer())
@@ -261,14 +265,28 @@ class _Run:
         return await asyncio.to_thread(page)
 
     async def _dispatch(self, fetcher: Fetcher) -> None:
+        """Launch fetches round-robin over hosts within the limits; hand finished ones to the writer.
+
+        Finished fetches are collected by a done-callback rather than ``asyncio.wait`` over all
+        in-flight tasks, which would register and remove a callback on every task per wake-up.
+        """
         pending: dict[str, deque[store.Planned]] = {}
         ring: deque[str] = deque()
         in_host: Counter[str] = Counter()
+        limits: dict[str, int] = {}
         tasks: dict[asyncio.Task[FetchOutcome], store.Planned] = {}
+        finished: deque[asyncio.Task[FetchOutcome]] = deque()
+        wake = asyncio.Event()
+
+        def landed(task: asyncio.Task[FetchOutcome]) -> None:
+            finished.append(task)
+            wake.set()
+
         buffered = 0
         after_id = 0
         exhausted = False
         stop_wait = asyncio.create_task(self.stop.wait())
+        stop_wait.add_done_callback(lambda _: wake.set())
         try:
             while True:
                 if self.stop.is_set():
@@ -280,6 +298,7 @@ class _Run:
                         host = item.target.host
                         if host not in pending:
                             pending[host] = deque()
+                            limits[host] = host_limit(self.settings, host)
                         if not pending[host]:
                             ring.append(host)
                         pending[host].append(item)
@@ -293,30 +312,31 @@ class _Run:
                     host = ring[0]
                     ring.rotate(-1)
                     queue = pending[host]
-                    while (
-                        queue
-                        and in_host[host] < host_limit(self.settings, host)
-                        and len(tasks) < self.concurrency
-                    ):
+                    limit = limits[host]
+                    while queue and in_host[host] < limit and len(tasks) < self.concurrency:
                         item = queue.popleft()
                         buffered -= 1
                         in_host[host] += 1
-                        tasks[asyncio.create_task(fetcher.fetch(item.target))] = item
+                        task = fetcher.start(item.target)  # plan URLs are unique: a new task
+                        task.add_done_callback(landed)
+                        tasks[task] = item
                     if not queue:
                         ring.remove(host)
                 if not tasks:
                     if exhausted and buffered == 0:
                         return
                     continue
-                done, _ = await asyncio.wait([*tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    if task is stop_wait:
-                        continue
-                    item = tasks.pop(task)  # type: ignore[arg-type]
+                if not finished:
+                    wake.clear()
+                    await wake.wait()
+                while finished:
+                    task = finished.popleft()
+                    item = tasks.pop(task)
                     in_host[item.target.host] -= 1
                     await self._emit((item, _outcome_of(task, item.target)))
             # stop requested: give in-flight requests a grace period, then cut the rest
             self.cut_short = True
+            finished.clear()
             if tasks:
                 done, rest = await asyncio.wait(tasks, timeout=self.settings.jobs.shutdown_grace_seconds)
                 for task in done:
@@ -330,35 +350,43 @@ class _Run:
                 task.cancel()
 
     async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
-        """Hand a result to the writer; if the writer died, raise its error rather than wait for ever."""
-        if not self.queue.full():
-            self.queue.put_nowait(item)
+        """Hand a result (None: the end) to the writer; wait while it is too far behind.
+
+        If the writer died, raise its error rather than wait for ever.
+        """
+        if item is None:
+            self.closing = True
+            self.wake_writer.set()
             return
-        put = asyncio.ensure_future(self.queue.put(item))
-        await asyncio.wait({put, self.writer}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():
-            put.cancel()
-            self.writer.result()  # the writer ended without taking the item: surface why
-            raise RuntimeError("the result writer stopped early")
+        self.pending.append(item)
+        if len(self.pending) >= WRITE_BATCH:
+            self.wake_writer.set()
+        while len(self.pending) >= self.max_pending:
+            self.room.clear()
+            room = asyncio.ensure_future(self.room.wait())
+            await asyncio.wait({room, self.writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not room.done():
+                room.cancel()
+                self.writer.result()  # the writer ended without taking the items: surface why
+                raise RuntimeError("the result writer stopped early")
 
     async def _writer(self) -> None:
-        batch: list[tuple[store.Planned, FetchOutcome]] = []
-        last = time.monotonic()
+        """Write what the dispatcher produced: a batch when one is full, or every WRITE_INTERVAL."""
         while True:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), timeout=WRITE_INTERVAL)
-            except TimeoutError:
-                item = ...  # type: ignore[assignment]
-            if item is None:
-                break
-            if item is not ...:
-                batch.append(item)  # type: ignore[arg-type]
-            if batch and (len(batch) >= WRITE_BATCH or time.monotonic() - last >= WRITE_INTERVAL):
+            if not self.closing and len(self.pending) < WRITE_BATCH:
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(WRITE_INTERVAL):
+                        await self.wake_writer.wait()
+            self.wake_writer.clear()
+            while self.pending:
+                batch = self.pending[:WRITE_BATCH]
+                del self.pending[:WRITE_BATCH]
+                self.room.set()
                 await self._flush(batch)
-                batch = []
-                last = time.monotonic()
-        if batch:
-            await self._flush(batch)
+                if len(self.pending) < WRITE_BATCH and not self.closing:
+                    break
+            if self.closing and not self.pending:
+                return
 
     async def _flush(self, batch: list[tuple[store.Planned, FetchOutcome]]) -> None:
         events = await write_with_retry(

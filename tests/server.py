@@ -184,6 +184,7 @@ class FixtureServer:
         self._by_route = _Stats()
         self._counters: Counter[str] = Counter()
         self._switches: dict[str, int] = {}
+        self.connections = 0  # accepted TCP connections (keep-alive reuse shows as few)
         self._epoch = 0  # requests from before the last reset() no longer count as in flight
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -298,6 +299,7 @@ class FixtureServer:
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
         conn = _Conn(reader, writer)
+        self.connections += 1
         try:
             while await self._one_request(conn):
                 pass
@@ -632,10 +634,16 @@ class FixtureServer:
         return await self._respond(conn, req, status, b"switch\n")
 
     async def _r_stats(self, conn: _Conn, req: _Request) -> bool:
-        """Totals for a benchmark driving a standalone server: requests and bytes sent so far."""
+        """Totals for a benchmark driving a standalone server: requests, bytes sent, connections."""
         with self._lock:
             seen = [r for r in self._seen if r.path != "/stats"]
-            body = json.dumps({"requests": len(seen), "bytes_sent": sum(r.bytes_sent for r in seen)})
+            body = json.dumps(
+                {
+                    "requests": len(seen),
+                    "bytes_sent": sum(r.bytes_sent for r in seen),
+                    "connections": self.connections,
+                }
+            )
         return await self._respond(conn, req, 200, body.encode(), content_type="application/json")
 
     async def _r_echo_headers(self, conn: _Conn, req: _Request) -> bool:

@@ -737,7 +737,7 @@ def _conn_key() -> Any:
     ],
 )
 def test_exceptions_map_to_failures(exc: BaseException, failure: FetchFailure) -> None:
-    """The innermost cause decides, whatever httpx_aiohttp wrapped it in."""
+    """The innermost cause decides, whatever an adapter wrapped it in."""
     assert classify_exception(exc)[0] is failure
 
 

@@ -1,0 +1,87 @@
+"""httpx's transport interface over one shared aiohttp session, with nothing per request but the request.
+
+Why our own and not a general-purpose adapter: the engine sends millions of small requests
+(HEADs, 32 KB image windows) and the CPU per request decides how fast a run is on a small
+machine. Everything that is the same for every request (timeouts, proxy, no body, no
+decompression, no redirects) is decided once here; the URL httpx already normalised and
+percent-encoded is handed to aiohttp as encoded; aiohttp's exceptions travel unchanged
+(``fetch.classify_exception`` reads them). Figures: ``python -m bench.transport_cpu``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+from yarl import URL
+
+__all__ = ["SessionBody", "SessionTransport"]
+
+_HTTP11 = {"http_version": b"HTTP/1.1"}
+CHUNK = 16 * 1024  # at most this much per piece, so a probe or a cap stops close to where it should
+
+
+class SessionBody(httpx.AsyncByteStream):
+    """A response body read straight from aiohttp, in pieces of what has arrived (at most CHUNK)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        while True:
+            chunk = await content.read(CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Release the connection: back to the pool when the body was read, closed otherwise."""
+        self._response.release()
+
+
+class SessionTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests (bodyless, no redirects, raw bodies) through ``session``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        connect: float | None,
+        read: float | None,
+        proxy: str | None = None,
+    ) -> None:
+        self.session = session
+        # "connect" bounds the pool wait + DNS + TCP + TLS; sock_read each wait for bytes
+        self._timeout = aiohttp.ClientTimeout(sock_connect=connect, sock_read=read, connect=connect)
+        self._proxy: URL | None = None
+        self._proxy_auth: aiohttp.BasicAuth | None = None
+        if proxy:
+            parsed = httpx.URL(proxy)
+            if parsed.username or parsed.password:
+                self._proxy_auth = aiohttp.BasicAuth(parsed.username, parsed.password)
+            self._proxy = URL(str(parsed.copy_with(userinfo=b"")), encoded=True)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.session.request(
+            request.method,
+            URL(str(request.url), encoded=True),
+            headers=request.headers.multi_items(),
+            allow_redirects=False,
+            timeout=self._timeout,
+            proxy=self._proxy,
+            proxy_auth=self._proxy_auth,
+        )
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=SessionBody(response),
+            request=request,
+            extensions=_HTTP11,
+        )
+
+    async def aclose(self) -> None:
+        await self.session.close()
