@@ -507,14 +507,40 @@ def runs(
     ctx: typer.Context,
     run_id: Annotated[int | None, typer.Argument(help="One run: list its shards too.")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until the run ends.")] = False,
+    fail_run: Annotated[
+        bool,
+        typer.Option(
+            "--fail",
+            help="Abandon RUN_ID: mark it failed, cancel its unfinished shards and jobs, free the lock.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="With --fail: why (kept as the run's error).")
+    ] = None,
 ) -> None:
-    """List recent runs with their shards' progress (done/total, URLs checked, hand-backs) and state."""
-    from monitor.distributed.commands import runs as show_runs
+    """List recent runs with their shards' progress (done/total, URLs checked, hand-backs) and state.
+
+    With ``RUN_ID --fail`` a running distributed run is abandoned: its workers stop at their
+    next heartbeat and commit nothing more, and the next run can start. Exit 1 when the run
+    is not running (already ended, unknown or local).
+    """
+    from monitor.distributed import commands
 
     c = _ctx(ctx)
     with _errors(c):
+        if reason is not None and not fail_run:
+            raise UsageError("--reason goes with --fail")
         settings = c.settings()
-        code = show_runs(engine_for(settings), run_id, watch)
+        if not fail_run:
+            code = commands.runs(engine_for(settings), run_id, watch)
+        elif run_id is None or watch:
+            raise UsageError("--fail needs a RUN_ID (and no --watch)")
+        else:
+            from monitor.logs import configure_logging
+
+            configure_logging(settings.logging)
+            why = reason or "abandoned with `monitor runs --fail`"
+            code = commands.fail(engine_for(settings), settings, run_id, why)
     raise typer.Exit(code)
 
 

@@ -27,6 +27,7 @@ EVENTS: dict[str, list[str]] = {
     "run.finished": ["counts", "duration_s", "checked", "errors", "warnings"],
     "run.failed": ["error"],
     "run.interrupted": [],
+    "run.abandoned": ["error", "by", "shards_cancelled", "jobs_cancelled"],
     "link.broken": [
         "url",
         "verdict",

@@ -41,3 +41,14 @@ def test_problems_exit_2_and_clean_runs_exit_0(tmp_path: Path) -> None:
     assert monitor("--database-url", db, "links", str(corpus), "--summary", cwd=tmp_path).returncode == 0
     check = monitor("--database-url", db, "--log-format", "json", "check", str(corpus), cwd=tmp_path)
     assert check.returncode == 2, check.stderr
+
+
+def test_runs_fail_refuses_what_it_cannot_fail(tmp_path: Path) -> None:
+    """`runs --fail` needs a RUN_ID, `--reason` needs `--fail`, and an unknown or local run exits 1."""
+    db = f"sqlite:///{tmp_path}/m.db"
+    no_id = monitor("--database-url", db, "runs", "--fail", cwd=tmp_path)
+    assert no_id.returncode == 1 and "--fail needs a RUN_ID" in no_id.stderr
+    stray = monitor("--database-url", db, "runs", "--reason", "x", cwd=tmp_path)
+    assert stray.returncode == 1 and "--reason goes with --fail" in stray.stderr
+    unknown = monitor("--database-url", db, "runs", "7", "--fail", cwd=tmp_path)
+    assert unknown.returncode == 1 and "no run 7" in unknown.stderr and "Traceback" not in unknown.stderr

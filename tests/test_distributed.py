@@ -77,18 +77,19 @@ def test_distributed_mode_refuses_sqlite(tmp_path: Path) -> None:
     assert isinstance(executor_for(load_settings(None, {"database_url": "sqlite://"})), LocalExecutor)
 
 
-def test_migration_0002_creates_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
-    """Upgrading a fresh SQLite database reaches revision 0002 with the three new tables."""
+def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
+    """Upgrading a fresh SQLite database reaches revision 0003 with the three shard tables."""
     engine = open_engine(f"sqlite:///{tmp_path}/m.db")
     tables = set(inspect(engine).get_table_names())
     assert {"run_shard", "run_fanout", "run_event"} <= tables
+    assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
 @pytest.mark.postgres
-def test_migration_0002_creates_the_shard_tables_on_postgres() -> None:
-    """Upgrading a fresh PostgreSQL schema reaches 0002, and the shard run/no pair is unique."""
+def test_migrations_create_the_shard_tables_on_postgres() -> None:
+    """Upgrading a fresh PostgreSQL schema reaches 0003, and the shard run/no pair is unique."""
     with pg_schema_url() as url:
         engine = open_engine(url)
         try:
@@ -98,6 +99,57 @@ def test_migration_0002_creates_the_shard_tables_on_postgres() -> None:
             assert any(u["column_names"] == ["run_id", "shard_no"] for u in uniques)
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_models_and_migrations_agree(backend: str, tmp_path: Path) -> None:
+    """Alembic's autogenerate finds nothing to add: every model change came with its migration."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    def diff(url: str) -> list[Any]:
+        engine = open_engine(url)
+        try:
+            with engine.connect() as conn:
+                return list(compare_metadata(MigrationContext.configure(conn), SQLModel.metadata))
+        finally:
+            engine.dispose()
+
+    if backend == "sqlite":
+        assert diff(f"sqlite:///{tmp_path}/m.db") == []
+    else:
+        with pg_schema_url() as url:
+            assert diff(url) == []
+
+
+def test_migration_0003_never_replays_the_alerts_of_runs_that_ended_before_it(tmp_path: Path) -> None:
+    """Runs that ended under 0002 count as emitted; a run still going is left for the drain."""
+    from monitor.store.db import create, upgrade
+
+    engine = create(f"sqlite:///{tmp_path}/m.db")
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        for run_id, state in ((1, "finished"), (2, "running")):
+            conn.execute(
+                text(
+                    "INSERT INTO run (id, started_at, state, trigger, config_fingerprint, total_targets,"
+                    " checked, counts) VALUES (:id, '2026-11-30', :state, 'cli', '', 0, 0, '{}')"
+                ),
+                {"id": run_id, "state": state},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO run_fanout (run_id, queue, shard_total, shard_done, shard_failed,"
+                    " only_failing, lease_holder) VALUES (:id, 'q', 1, 1, 0, 0, 'x')"
+                ),
+                {"id": run_id},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        emitted = dict(conn.execute(text("SELECT run_id, alerts_emitted_at FROM run_fanout")).all())
+    engine.dispose()
+    assert emitted[1] is not None and emitted[2] is None
 
 
 # --- real workers -----------------------------------------------------------------------
@@ -192,14 +244,19 @@ class Farm:
             return int(conn.execute(select(func.max(RunRow.id))).scalar_one())
 
     def wait_state(self, run_id: int, timeout: float = 60) -> str:
+        """The run's final state, once its alerts are emitted too (they follow the finalizing commit)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.engine.connect() as conn:
-                state = conn.execute(select(RunRow.state).where(RunRow.id == run_id)).scalar_one()
-            if state != "running":
+                state, emitted = conn.execute(
+                    select(RunRow.state, RunFanoutRow.alerts_emitted_at)
+                    .join(RunFanoutRow, RunFanoutRow.run_id == RunRow.id)
+                    .where(RunRow.id == run_id)
+                ).one()
+            if state != "running" and emitted is not None:
                 return str(state)
             time.sleep(0.2)
-        raise AssertionError(f"run {run_id} still running after {timeout}s")
+        raise AssertionError(f"run {run_id} still running (or its alerts pending) after {timeout}s")
 
     def busy_shard(self, timeout: float = 30) -> tuple[int, int]:
         """(shard id, worker pid) of a running shard that has committed at least one batch."""
@@ -215,6 +272,9 @@ class Farm:
                 return int(row.id), int(row.worker.rpartition(":")[2])
             time.sleep(0.05)
         raise AssertionError("no shard got going")
+
+    def finalized(self, run_id: int) -> list[dict[str, Any]]:
+        return [e for e in self.logs() if e.get("event") == "run.finalized" and e.get("run_id") == run_id]
 
     def proc(self, pid: int) -> subprocess.Popen[bytes]:
         return next(p for p, _ in self.workers if p.pid == pid)
@@ -238,9 +298,9 @@ class Farm:
             total = conn.execute(select(func.count()).select_from(RunShardRow)).scalar_one()
         assert tuple(results) == (len(self.urls), len(self.urls))
         assert checked == len(self.urls) and done == total
-        finalized = [
-            e for e in self.logs() if e.get("event") == "run.finalized" and e.get("run_id") == run_id
-        ]
+        deadline = time.monotonic() + 10  # the finalizer logs this line after its alerts
+        while not (finalized := self.finalized(run_id)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert len(finalized) == 1
         assert max(self.server.peak_by_host().values()) <= PER_HOST
 
@@ -265,10 +325,10 @@ def write_corpus(folder: Path, server: FixtureServer) -> list[str]:
 
 
 def comparable(events: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Events without their moment-dependent keys, as sorted JSON, for set equality across runs."""
+    """Events without their moment- and run-dependent keys, as sorted JSON, for equality across runs."""
     out = []
     for name, keys in events:
-        keep = {k: v for k, v in keys.items() if k not in ("since", "run_id")}
+        keep = {k: v for k, v in keys.items() if k not in ("since", "run_id", "event_id")}
         out.append(json.dumps([name, keep], sort_keys=True))
     return sorted(out)
 
@@ -318,6 +378,8 @@ def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
     ]
     assert len(outcome.events) == 93  # 60 broken + 33 moved
     assert comparable(emitted) == comparable(outcome.events)
+    ids = [keys["event_id"] for _, keys in emitted]
+    assert len(set(ids)) == len(ids) == 93 and all(i.startswith(f"{run_id}:") for i in ids)
     farm.assert_exactly_once(run_id)
 
 
@@ -411,3 +473,209 @@ def test_procrastinate_executor_is_chosen_for_postgres() -> None:
         None, {"database_url": "postgresql://u@db.invalid/x", "distributed.enabled": True}
     )
     assert isinstance(executor_for(settings), ProcrastinateExecutor)
+
+
+# --- alert delivery: at least once, deduplicated by event_id ----------------------------
+
+OUTBOX = [  # what the batches of two shards stored; a.test has enough broken links for host.down
+    [
+        ("link.broken", {"url": "http://a.test/1", "host": "a.test", "verdict": "not_found"}),
+        ("link.moved", {"url": "http://b.test/m", "final_url": "http://b.test/n"}),
+        ("link.broken", {"url": "http://b.test/1", "host": "b.test", "verdict": "not_found"}),
+    ],
+    [("link.broken", {"url": "http://a.test/2", "host": "a.test", "verdict": "not_found"})],
+]
+
+
+def completed_run(farm: Farm) -> tuple[Any, Any, int]:
+    """(settings, engine, run id) of a run whose shards all committed OUTBOX and completed, not finalized."""
+    from monitor.distributed import ledger, runs
+    from monitor.inventory import sync_inventory
+
+    config = farm.config.read_text().replace("host_down_threshold = 1000", "host_down_threshold = 2")
+    farm.config.write_text(config)  # workers started later group as this process does
+    settings = load_settings(farm.config)
+    engine = open_engine(farm.url)
+    sync_inventory(engine, settings.corpus, None)
+    run_id, planned, _ = runs._plan(settings, engine, runs.run_holder(), "cli", False)
+    for n, (shard_id, _lock) in enumerate(planned):
+        claim = ledger.claim(engine, shard_id, "test:1", None)
+        assert claim is not None
+        with engine.begin() as conn:
+            ledger.fence(conn, shard_id, claim.attempt)
+            ledger.record_batch(conn, shard_id, run_id, OUTBOX[n] if n < len(OUTBOX) else [], 0)
+        ledger.complete(engine, shard_id, run_id, claim.attempt)
+    return settings, engine, run_id
+
+
+def alert_lines(entries: list[dict[str, Any]], run_id: int) -> list[dict[str, Any]]:
+    return [e for e in entries if e.get("event") in EVENT_NAMES and e.get("run_id") == run_id]
+
+
+def expected_alerts() -> list[str]:
+    """OUTBOX in commit order, grouped exactly as a local run groups it (threshold 2)."""
+    from monitor import alerts
+
+    raw = [event for batch in OUTBOX for event in batch]
+    return [json.dumps([name, keys], sort_keys=True) for name, keys in alerts.group_host_down(raw, 2)]
+
+
+def without_ids(lines: list[dict[str, Any]]) -> list[str]:
+    drop = ("event", "event_id", "run_id", "level", "logger", "timestamp", "log_level")
+    return [
+        json.dumps([e["event"], {k: v for k, v in e.items() if k not in drop}], sort_keys=True) for e in lines
+    ]
+
+
+@pytest.mark.postgres
+def test_alerts_lost_between_the_finalizing_commit_and_logging_are_drained_once(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finalizer that dies after its commit emits nothing; a worker's reaper emits every event
+    once with an event_id, a drain racing an emitter skips the run, and a second drain is silent."""
+    import structlog.testing
+
+    from monitor.distributed import runs
+
+    settings, engine, run_id = completed_run(farm)
+
+    def crash(*_: Any) -> None:
+        raise RuntimeError("killed between the commit and the log lines")
+
+    monkeypatch.setattr(runs, "_emit", crash)
+    with structlog.testing.capture_logs() as first:
+        outcome = runs.finalize(settings, engine, run_id)
+    monkeypatch.undo()
+    assert outcome is not None and outcome.state == "finished"
+    assert not alert_lines(first, run_id) and [e["event"] for e in first].count("run.alerts_deferred") == 1
+    with farm.engine.connect() as conn:
+        assert conn.execute(select(RunFanoutRow.alerts_emitted_at)).scalar_one() is None
+
+    with farm.engine.connect() as emitter, structlog.testing.capture_logs() as racing:
+        emitter.execute(select(RunFanoutRow.run_id).with_for_update())  # someone is emitting this run
+        assert runs.deliver_pending(settings, engine) == 0
+        emitter.rollback()  # ... and died before marking it
+    assert not alert_lines(racing, run_id)
+
+    worker = farm.start_worker()  # its first reaper pass drains the run
+    deadline = time.monotonic() + 30
+    while not any(e.get("event") == "run.alerts_emitted" for e in farm.log_of(worker)):
+        assert time.monotonic() < deadline, "no worker emitted the pending alerts"
+        time.sleep(0.1)
+    emitted = alert_lines(farm.log_of(worker), run_id)
+    ids = [e["event_id"] for e in emitted]
+    assert sorted(without_ids(emitted)) == sorted(expected_alerts())
+    assert len(set(ids)) == len(ids) == 3 and f"{run_id}:host.down:a.test" in ids
+
+    with structlog.testing.capture_logs() as again:
+        assert runs.deliver_pending(settings, engine) == 0
+    assert not alert_lines(again, run_id)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_alerts_logged_but_not_marked_are_emitted_again_under_the_same_event_ids(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the log lines but before the mark commits repeats the events, never loses
+    them, and the repeat carries the same event_ids so a log pipeline can drop it."""
+    import structlog.testing
+
+    from monitor.distributed import ledger, runs
+
+    settings, engine, run_id = completed_run(farm)
+
+    def crash(*_: Any) -> None:
+        raise RuntimeError("killed after logging, before the commit")
+
+    monkeypatch.setattr(ledger, "mark_alerts_emitted", crash)
+    with structlog.testing.capture_logs() as first:
+        runs.finalize(settings, engine, run_id)
+    monkeypatch.undo()
+    with structlog.testing.capture_logs() as second:
+        assert runs.deliver_pending(settings, engine) == 3
+        assert runs.deliver_pending(settings, engine) == 0
+    once, twice = alert_lines(first, run_id), alert_lines(second, run_id)
+    assert sorted(without_ids(once)) == sorted(expected_alerts())
+    assert [e["event_id"] for e in once] == [e["event_id"] for e in twice]
+    assert without_ids(once) == without_ids(twice)
+    engine.dispose()
+
+
+# --- abandoning a run -------------------------------------------------------------------
+
+
+def results_of(farm: Farm, run_id: int) -> int:
+    with farm.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(ResultRow.run_id == run_id)).scalar_one())
+
+
+def json_lines(text_out: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in text_out.splitlines() if x.startswith("{")]
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_fail_abandons_a_running_run_and_the_next_run_starts(farm: Farm) -> None:
+    """`monitor runs RUN_ID --fail` mid-run: the run is failed with the reason, its unfinished
+    shards cancelled and queued jobs dropped, the worker stops and commits nothing more, a
+    second --fail exits 1, the next run starts and is worked on, and the abandoned run's
+    committed alerts are emitted exactly once."""
+    worker = farm.start_worker()
+    assert farm.check().returncode == 0
+    run_id = farm.run_id()
+    farm.busy_shard()
+    fail = farm.monitor("runs", str(run_id), "--fail", "--reason", "operator gave up")
+    failed = subprocess.run(fail, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert failed.returncode == 0, failed.stderr
+    committed = results_of(farm, run_id)
+    abandoned = [e for e in json_lines(failed.stderr) if e.get("event") == "run.abandoned"]
+    assert len(abandoned) == 1 and abandoned[0]["shards_cancelled"] >= 1
+    assert abandoned[0]["error"] == "operator gave up"
+    with farm.engine.connect() as conn:
+        run = conn.execute(select(RunRow).where(RunRow.id == run_id)).one()
+        states = set(conn.execute(select(RunShardRow.state).where(RunShardRow.run_id == run_id)).scalars())
+        leases = conn.execute(text("SELECT count(*) FROM lease")).scalar_one()
+        waiting = conn.execute(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+        ).scalar_one()
+    assert (run.state, run.error) == ("failed", "operator gave up")
+    assert "cancelled" in states and states <= {"done", "cancelled"}
+    assert leases == 0 and waiting == 0
+    with farm.engine.connect() as conn:
+        cut = set(
+            conn.execute(
+                select(RunShardRow.id).where(
+                    RunShardRow.run_id == run_id,
+                    RunShardRow.state == "cancelled",
+                    RunShardRow.started_at.is_not(None),
+                )
+            ).scalars()
+        )
+    assert cut, "no shard was running when the run was failed"
+
+    ends: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while not cut <= {e["shard_id"] for e in ends}:  # lost, or its completion refused
+        assert time.monotonic() < deadline, "the worker went on with a cancelled shard"
+        time.sleep(0.1)
+        ends = [e for e in farm.log_of(worker) if e.get("event") in ("shard.lost", "shard.done")]
+    assert not [e for e in ends if e["shard_id"] in cut and e.get("counted")]
+    time.sleep(1.0)  # past a heartbeat: any batch still in flight would have tried to commit
+    assert results_of(farm, run_id) == committed
+
+    again = subprocess.Popen(fail, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    nxt = farm.check()  # meanwhile: the lock is free for the next run
+    _, again_err = again.communicate(timeout=60)
+    assert again.returncode == 1 and "is not running (it is failed)" in again_err
+    assert nxt.returncode == 0, nxt.stderr
+    next_id = farm.run_id()
+    assert next_id != run_id
+    farm.busy_shard()  # the same worker gets going on the next run
+
+    with farm.engine.connect() as conn:
+        outbox = conn.execute(text("SELECT count(*) FROM run_event WHERE run_id = :r"), {"r": run_id})
+        stored = int(outbox.scalar_one())
+    logged = alert_lines(farm.logs() + json_lines(nxt.stderr), run_id)
+    ids = [e["event_id"] for e in logged]
+    assert stored > 0 and len(ids) == len(set(ids)) == stored

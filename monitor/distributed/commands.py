@@ -1,4 +1,4 @@
-"""Command bodies for distributed mode: ``check`` (plan + queue, optionally wait), ``worker``, ``runs``."""
+"""Command bodies for distributed mode: ``check`` (plan + queue, optionally wait), ``runs``, ``--fail``."""
 
 from __future__ import annotations
 
@@ -91,3 +91,20 @@ def runs(engine: Engine, run_id: int | None, watch: bool, every: float = 2.0) ->
             return 0
         if not sys.stdout.isatty():
             print(flush=True)
+
+
+def fail(engine: Engine, settings: Settings, run_id: int, reason: str) -> int:
+    """``monitor runs RUN_ID --fail``: abandon a running distributed run; 1 when it is not running."""
+    from monitor.distributed.runs import NotRunning, abandon_run
+
+    try:
+        done = asyncio.run(abandon_run(settings, engine, run_id, reason))
+    except NotRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"run {run_id} failed: {done.shards_cancelled} unfinished shards cancelled, "
+        f"{done.jobs_cancelled} queued jobs dropped, the check lock released",
+        file=sys.stderr,
+    )
+    return 0

@@ -316,9 +316,79 @@ def unfinalized_runs(engine: Engine) -> list[int]:
         )
 
 
-def run_events(conn: Connection, run_id: int) -> list[tuple[str, dict[str, Any]]]:
-    rows = conn.execute(select(RE.c.name, RE.c.payload).where(RE.c.run_id == run_id).order_by(RE.c.id))
-    return [(name, json.loads(payload)) for name, payload in rows]
+def run_events(conn: Connection, run_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+    """The run's outbox in commit order: (row id, event name, keys)."""
+    rows = conn.execute(
+        select(RE.c.id, RE.c.name, RE.c.payload).where(RE.c.run_id == run_id).order_by(RE.c.id)
+    )
+    return [(int(row_id), name, json.loads(payload)) for row_id, name, payload in rows]
+
+
+def _ended(run_id: Any) -> Any:
+    return select(R.c.id).where(R.c.id == run_id, R.c.state != "running").exists()
+
+
+def undelivered_runs(engine: Engine) -> list[int]:
+    """Ended runs whose alert events were never marked emitted (their emitter died, or none ran yet)."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(RF.c.run_id)
+                .where(RF.c.alerts_emitted_at.is_(None), _ended(RF.c.run_id))
+                .order_by(RF.c.run_id)
+            ).scalars()
+        )
+
+
+def claim_alerts(conn: Connection, run_id: int) -> bool:
+    """Lock the run's fan-in row for emitting its alerts; False when they are emitted or being emitted.
+
+    The row lock lives as long as the caller's transaction, so an emitter that dies before
+    marking the events emitted releases it and the next drain emits them again (at least
+    once); SKIP LOCKED makes a concurrent drain pass over a run someone is emitting.
+    """
+    row = conn.execute(
+        select(RF.c.run_id)
+        .where(RF.c.run_id == run_id, RF.c.alerts_emitted_at.is_(None), _ended(RF.c.run_id))
+        .with_for_update(skip_locked=True)
+    ).first()
+    return row is not None
+
+
+def mark_alerts_emitted(conn: Connection, run_id: int) -> None:
+    conn.execute(update(RF).where(RF.c.run_id == run_id).values(alerts_emitted_at=func.now()))
+
+
+def cancel_shards(conn: Connection, run_id: int, reason: str) -> list[int]:
+    """Cancel the run's queued and running shards; returns their ids.
+
+    ``cancelled`` is outside every state a worker may act on: the fence refuses the owner's
+    next batch, its heartbeat is refused (so it stops at once) and a queued job finds nothing
+    to claim. The rows are locked in id order first, the order everyone else locks them in,
+    and behind any batch being committed, so no batch commits after this transaction.
+    """
+    ids = list(
+        conn.execute(
+            select(RS.c.id)
+            .where(RS.c.run_id == run_id, RS.c.state.in_(("queued", "running")))
+            .order_by(RS.c.id)
+            .with_for_update()
+        ).scalars()
+    )
+    if ids:
+        conn.execute(
+            update(RS)
+            .where(RS.c.id.in_(ids))
+            .values(
+                state="cancelled",
+                attempt=RS.c.attempt + 1,
+                worker=None,
+                finished_at=func.now(),
+                heartbeat_at=func.now(),
+                error=reason,
+            )
+        )
+    return [int(i) for i in ids]
 
 
 def fanout(conn: Connection, run_id: int) -> Any:

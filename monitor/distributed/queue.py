@@ -117,3 +117,16 @@ def open_engine_serialized(settings: Settings) -> Engine:
             return open_engine(settings.database_url)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK + 1,))
+
+
+async def cancel_run_jobs(app: Any, queue: str, run_id: int) -> int:
+    """Delete the run's shard jobs still waiting in the queue; returns how many.
+
+    Only tidiness: a waiting job of an ended run would claim nothing and be skipped. Jobs
+    already running are not touched; the shard ledger fences them out.
+    """
+    dropped = 0
+    for job in await app.job_manager.list_jobs_async(queue=queue, task=CHECK_SHARD, status="todo"):
+        if job.id is not None and job.task_kwargs.get("run_id") == run_id:
+            dropped += bool(await app.job_manager.cancel_job_by_id_async(job.id, delete_job=True))
+    return dropped

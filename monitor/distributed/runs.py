@@ -6,7 +6,12 @@ of the run's own (not a process), and workers renew it while the run lives, so a
 a fleet that vanished frees it after ``jobs.lock_ttl_seconds``.
 
 Finalization is decided by one conditional UPDATE (``state='running'`` → final), so a
-completion retried, a reaper and a last shard racing each other finalize exactly once.
+completion retried, a reaper and a last shard racing each other finalize exactly once; an
+operator's ``monitor runs RUN_ID --fail`` goes through the same UPDATE.
+
+Alert events are delivered at least once: the batches keep them in the ``run_event``
+outbox, and whoever emits them (the finalizer, else any drain) logs them and marks the run
+``alerts_emitted_at`` in one transaction, each with a stable ``event_id`` to dedupe on.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, update
 
 from monitor import alerts
 from monitor.config import Settings
@@ -33,6 +39,7 @@ from monitor.store import results as store
 from monitor.store.models import LeaseRow, RunRow
 
 log = structlog.get_logger("monitor.distributed")
+EMIT_IDLE_LIMIT = "10min"  # longest pause PostgreSQL allows an alert emitter holding its claim
 R = RunRow.__table__
 L = LeaseRow.__table__
 
@@ -77,6 +84,7 @@ async def start_run(
         )
         for run_id in stale:
             log.warning("run.interrupted", run_id=run_id, reason="found unfinished when taking the lock")
+        await asyncio.to_thread(deliver_pending, settings, engine)  # alerts of runs whose emitter died
         inventory = None
         if not only_failing:
             inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
@@ -125,11 +133,41 @@ def _plan(
     return run_id, planned, total
 
 
+def _close(conn: Connection, run_id: int, state: str, error: str | None, lease_holder: str) -> bool:
+    """End a running run: state, verdict counts, who closed it, its lease freed; False if it had ended.
+
+    The conditional UPDATE decides: of a finalizer, a reaper and an operator's ``--fail``
+    racing, exactly one closes the run.
+    """
+    won = conn.execute(
+        update(R)
+        .where(R.c.id == run_id, R.c.state == "running")
+        .values(state=state, finished_at=func.now(), error=error)
+    )
+    if won.rowcount != 1:
+        return False
+    res = store.RES
+    counts: dict[str, int] = dict(
+        conn.execute(
+            select(res.c.verdict, func.count()).where(res.c.run_id == run_id).group_by(res.c.verdict)
+        ).all()
+    )
+    conn.execute(
+        update(R)
+        .where(R.c.id == run_id)
+        .values(counts=json.dumps(counts, sort_keys=True), checked=sum(counts.values()))
+    )
+    conn.execute(update(ledger.RF).where(ledger.RF.c.run_id == run_id).values(finalized_by=store.holder_id()))
+    conn.execute(delete(L).where(L.c.name == lease.CORPUS_CHECK, L.c.holder == lease_holder))
+    return True
+
+
 def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | None:
     """Close a run whose shards all completed; None when someone else already did (or it ended otherwise).
 
-    The state flip, verdict counts and lease release are one transaction; alert events (the
-    batches' outbox rows, grouped as the local run groups them) and report files follow.
+    The state flip, verdict counts and lease release are one transaction; the alert events
+    (the batches' outbox rows, grouped as the local run groups them) are emitted after it
+    by ``deliver_alerts``, which survives a crash in between, and report files follow.
     """
     with engine.begin() as conn:
         fan = ledger.fanout(conn, run_id)
@@ -137,36 +175,20 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
             return None
         state = "failed" if fan.shard_failed else "finished"
         error = f"{fan.shard_failed} of {fan.shard_total} shards failed" if fan.shard_failed else None
-        won = conn.execute(
-            update(R)
-            .where(R.c.id == run_id, R.c.state == "running")
-            .values(state=state, finished_at=func.now(), error=error)
-        )
-        if won.rowcount != 1:
+        if not _close(conn, run_id, state, error, fan.lease_holder):
             return None
-        res = store.RES
-        counts = dict(
-            conn.execute(
-                select(res.c.verdict, func.count()).where(res.c.run_id == run_id).group_by(res.c.verdict)
-            ).all()
-        )
-        conn.execute(
-            update(R)
-            .where(R.c.id == run_id)
-            .values(counts=json.dumps(counts, sort_keys=True), checked=sum(counts.values()))
-        )
-        conn.execute(
-            update(ledger.RF).where(ledger.RF.c.run_id == run_id).values(finalized_by=store.holder_id())
-        )
-        conn.execute(delete(L).where(L.c.name == lease.CORPUS_CHECK, L.c.holder == fan.lease_holder))
-        raw_events = ledger.run_events(conn, run_id)
         run = conn.execute(select(R).where(R.c.id == run_id)).one()
-    events = alerts.group_host_down(raw_events, settings.alerts.host_down_threshold)
-    for name, keys in events:
-        log.warning(name, run_id=run_id, **keys)
+    try:
+        events = deliver_alerts(settings, engine, run_id)
+    except Exception as exc:  # the run is closed whatever happens here: the next drain emits them
+        log.warning("run.alerts_deferred", run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+        events = None
+    if events is None:
+        with engine.connect() as conn:
+            events = alert_events(run_id, ledger.run_events(conn, run_id), settings)
     by_verdict, by_severity = store.run_counts(engine, run_id)
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
-    log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=sum(counts.values()))
+    log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked)
     if state == "finished" and run.trigger == "schedule":
         from jobs.nightly import write_run_reports
 
@@ -175,12 +197,128 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
         run_id=run_id,
         state=state,
         total=run.total_targets,
-        checked=sum(counts.values()),
+        checked=run.checked,
         counts=by_verdict,
         severities=by_severity,
         duration_s=duration,
         events=events,
     )
+
+
+def alert_events(
+    run_id: int, rows: Sequence[tuple[int, str, dict[str, Any]]], settings: Settings
+) -> list[alerts.Event]:
+    """The run's alert events as a local run groups them, each with a stable ``event_id``.
+
+    An outbox row's id is ``"<run>:<row id>"``; a ``host.down`` standing for a host's
+    ``link.broken`` rows is ``"<run>:host.down:<host>"``. Re-emitting after a crash gives
+    the same ids, so a log pipeline can drop the duplicates.
+    """
+    keyed = [(name, {**keys, "event_id": f"{run_id}:{row_id}"}) for row_id, name, keys in rows]
+    grouped = alerts.group_host_down(keyed, settings.alerts.host_down_threshold)
+    return [
+        (name, keys if "event_id" in keys else {**keys, "event_id": f"{run_id}:{name}:{keys['host']}"})
+        for name, keys in grouped
+    ]
+
+
+def _emit(run_id: int, events: Sequence[alerts.Event]) -> None:
+    for name, keys in events:
+        log.warning(name, run_id=run_id, **keys)
+
+
+def deliver_alerts(settings: Settings, engine: Engine, run_id: int) -> list[alerts.Event] | None:
+    """Emit an ended run's alert events once and mark them emitted; None when there was nothing to do.
+
+    Logging happens inside the transaction that holds the claim and records the emission,
+    so a crash before the commit leaves the events unmarked and unlocked: they are emitted
+    again (at least once, same ``event_id``), never lost.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # logging a big night's events may outlast a worker's stall limit (the session's idle
+            # timeout); a frozen emitter is still cut off, later, and its events emitted again
+            conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = '{EMIT_IDLE_LIMIT}'"))
+        if not ledger.claim_alerts(conn, run_id):
+            return None
+        events = alert_events(run_id, ledger.run_events(conn, run_id), settings)
+        _emit(run_id, events)
+        ledger.mark_alerts_emitted(conn, run_id)
+    log.info("run.alerts_emitted", run_id=run_id, events=len(events))
+    return events
+
+
+def deliver_pending(settings: Settings, engine: Engine) -> int:
+    """Emit the alerts of every ended run whose emitter died (workers' reapers, the next planner)."""
+    emitted = 0
+    for run_id in ledger.undelivered_runs(engine):
+        events = deliver_alerts(settings, engine, run_id)
+        emitted += len(events or ())
+    return emitted
+
+
+class NotRunning(Exception):
+    """``monitor runs RUN_ID --fail`` on a run that cannot be failed (unknown, local, already ended)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    """What failing a run by hand did."""
+
+    run_id: int
+    shards_cancelled: int
+    jobs_cancelled: int
+
+
+def fail_run(settings: Settings, engine: Engine, run_id: int, reason: str) -> tuple[list[int], str]:
+    """Mark a running distributed run failed and cancel its unfinished shards, in one transaction.
+
+    Returns (cancelled shard ids, the run's queue). Raises NotRunning, leaving everything
+    as it was, when the run is unknown, local, or no longer running — including when the
+    last shard's finalizer wins the race.
+    """
+    with engine.begin() as conn:
+        state = conn.execute(select(R.c.state).where(R.c.id == run_id)).scalar_one_or_none()
+        if state is None:
+            raise NotRunning(f"no run {run_id}")
+        if state != "running":
+            raise NotRunning(f"run {run_id} is not running (it is {state}); nothing to fail")
+        fan = ledger.fanout(conn, run_id)
+        if fan is None:
+            raise NotRunning(f"run {run_id} is a local run: stop its `monitor check` process instead")
+        # a worker frozen inside a batch holds its shard row until PostgreSQL ends its session
+        wait_ms = int(max(10.0, 2 * settings.distributed.stall_seconds) * 1000)
+        conn.execute(text(f"SET LOCAL lock_timeout = '{wait_ms}ms'"))
+        cancelled = ledger.cancel_shards(conn, run_id, f"run failed by hand: {reason}")
+        if not _close(conn, run_id, "failed", reason, fan.lease_holder):
+            raise NotRunning(f"run {run_id} ended meanwhile; nothing to fail")
+    return cancelled, str(fan.queue)
+
+
+async def abandon_run(settings: Settings, engine: Engine, run_id: int, reason: str) -> Abandoned:
+    """``monitor runs RUN_ID --fail``: fail the run, drop its queued jobs, log ``run.abandoned``.
+
+    Dropping the jobs only tidies the queue (a worker would claim nothing and skip them),
+    so it is best effort. The events of batches committed before the fail stay in the
+    outbox and are emitted by the next drain (a worker's reaper, the next planner).
+    """
+    cancelled, queue_name = await asyncio.to_thread(fail_run, settings, engine, run_id, reason)
+    jobs = 0
+    try:
+        app = queue.build_app(settings, pool_size=1)
+        async with app.open_async():
+            jobs = await queue.cancel_run_jobs(app, queue_name, run_id)
+    except Exception as exc:
+        log.warning("queue.cancel_failed", run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+    log.warning(
+        "run.abandoned",
+        run_id=run_id,
+        error=reason,
+        by=store.holder_id(),
+        shards_cancelled=len(cancelled),
+        jobs_cancelled=jobs,
+    )
+    return Abandoned(run_id, len(cancelled), jobs)
 
 
 def renew_run_leases(engine: Engine, settings: Settings) -> None:
@@ -261,8 +399,9 @@ def format_runs(engine: Engine, run_id: int | None, limit: int = 10) -> str:
         shards_txt = "local"
         if p["shards"]:
             shards_txt = f"{by_state.get('done', 0)}/{p['shards']} done, {by_state.get('running', 0)} running"
-            if by_state.get("failed"):
-                shards_txt += f", {by_state['failed']} failed"
+            for state in ("failed", "cancelled"):
+                if by_state.get(state):
+                    shards_txt += f", {by_state[state]} {state}"
         started = p["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         runs_rows.append(
             (

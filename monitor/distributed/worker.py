@@ -13,7 +13,8 @@ distributed mode adds sits around it:
 * each worker also runs the reaper every ``heartbeat_seconds`` (not as a queued periodic
   task: long shards filling every slot would starve it): shards silent for
   ``stall_seconds`` are handed back, stalled queue jobs failed (freeing their host lock),
-  lost jobs re-deferred, missed finalizations done and live runs' leases renewed.
+  lost jobs re-deferred, missed finalizations done, alerts a dead finalizer did not emit
+  emitted, and live runs' leases renewed.
 """
 
 from __future__ import annotations
@@ -262,6 +263,7 @@ async def reap(settings: Settings, engine: Engine, app: Any) -> None:
         await asyncio.to_thread(ledger.touch, engine, s.shard_id)
     for run_id in await asyncio.to_thread(ledger.unfinalized_runs, engine):
         await asyncio.to_thread(runs.finalize, settings, engine, run_id)
+    await asyncio.to_thread(runs.deliver_pending, settings, engine)
     await asyncio.to_thread(runs.renew_run_leases, engine, settings)
 
 

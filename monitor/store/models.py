@@ -203,7 +203,8 @@ class RunShardRow(SQLModel, table=True):
 
     ``attempt`` is the fencing token: every hand-back (worker dead, stopped, failed) bumps it,
     and a batch commits only while the shard still carries the attempt its worker claimed.
-    ``state``: queued, running, done, failed.
+    ``state``: queued, running, done, failed; cancelled when an operator failed the run
+    (``monitor runs RUN_ID --fail``).
     """
 
     __tablename__ = "run_shard"
@@ -243,10 +244,18 @@ class RunFanoutRow(SQLModel, table=True):
     only_failing: bool = False
     lease_holder: str = Field(max_length=200)  # holder of the corpus-check lease for the run's lifetime
     finalized_by: str | None = Field(default=None, max_length=200)
+    # set in the transaction that follows the logging of the run's alert events: while it is
+    # NULL on an ended run, a finalizer died between its commit and its log lines, and the
+    # next drain (a worker's reaper, the next run's planner) emits them again
+    alerts_emitted_at: datetime | None = None
 
 
 class RunEventRow(SQLModel, table=True):
-    """An alert event produced by a committed batch of a distributed run (outbox, emitted at fan-in)."""
+    """An alert event produced by a committed batch of a distributed run (outbox, emitted at fan-in).
+
+    ``id`` is the event's stable ``event_id`` in the log (prefixed with the run), so a log
+    pipeline can drop the duplicates an emit retried after a crash produces.
+    """
 
     __tablename__ = "run_event"
     __table_args__ = (Index("ix_run_event_run", "run_id"),)
