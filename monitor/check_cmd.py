@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from monitor import aio
 from monitor.config import Settings
 from monitor.pipeline import RunOutcome, run_check
 from monitor.progress import file_progress
@@ -82,7 +83,7 @@ def run(
     from reports import build_report
 
     try:
-        outcome = asyncio.run(
+        outcome = aio.run(
             _run_with_signals(
                 settings,
                 engine,
@@ -92,7 +93,8 @@ def run(
                 resume=resume,
                 only_failing=only_failing,
                 trigger="recheck" if only_failing else "cli",
-            )
+            ),
+            settings.http.event_loop,
         )
     except LeaseBusy as busy:
         print(f"error: {busy_message(busy)}", file=sys.stderr)

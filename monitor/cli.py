@@ -361,9 +361,8 @@ def schedule(ctx: typer.Context) -> None:
     The first signal lets a running check finish in-flight requests (jobs.shutdown_grace_seconds),
     marks its run interrupted and exits 0; a second signal exits at once.
     """
-    import asyncio
-
     from jobs.scheduler import ScheduleError, job_specs, serve
+    from monitor import aio
     from monitor.logs import configure_logging
 
     c = _ctx(ctx)
@@ -378,7 +377,7 @@ def schedule(ctx: typer.Context) -> None:
 
         executor_for(settings)  # distributed mode without PostgreSQL fails now, not at 02:30
         engine = engine_for(settings)
-        code = asyncio.run(serve(settings, engine, specs=specs))
+        code = aio.run(serve(settings, engine, specs=specs), settings.http.event_loop)
         engine.dispose()
     raise typer.Exit(code)
 
@@ -422,10 +421,9 @@ def run_job(
     Exit code 0 when it went fine (or had nothing to do), 2 when a check found errors,
     1 for usage errors, a failed job, or another check holding the lock.
     """
-    import asyncio
-
     from jobs.runner import JOB_NAMES, canonical
     from jobs.scheduler import run_now
+    from monitor import aio
     from monitor.logs import configure_logging
 
     c = _ctx(ctx)
@@ -436,7 +434,7 @@ def run_job(
         settings = c.settings()
         configure_logging(settings.logging)
         engine = engine_for(settings)
-        result = asyncio.run(run_now(settings, engine, job))
+        result = aio.run(run_now(settings, engine, job), settings.http.event_loop)
         code = _job_exit_code(engine, result)
         engine.dispose()
     raise typer.Exit(code)
@@ -483,8 +481,7 @@ def worker(
     The first signal stops dispatching, commits in-flight results and hands running shards
     back to the queue; a second signal stops at once. Needs a PostgreSQL database_url.
     """
-    import asyncio
-
+    from monitor import aio
     from monitor.distributed.worker import serve
     from monitor.logs import configure_logging
 
@@ -497,7 +494,7 @@ def worker(
         require_postgres(settings)
         engine = open_engine_serialized(settings)
         end_idle_transactions(engine, settings)
-        code = asyncio.run(serve(settings, engine, concurrency))
+        code = aio.run(serve(settings, engine, concurrency), settings.http.event_loop)
         engine.dispose()
     raise typer.Exit(code)
 

@@ -107,6 +107,7 @@ class HttpSettings(_Section):
     conditional_requests: bool = True
     verify_tls: bool = True
     http2: bool = False
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     proxy: str | None = None
     remap: list[RemapRule] = []
     hosts: dict[str, HostSettings] = {}

@@ -382,6 +382,27 @@ class FetchStats:
     host_peak_in_flight: dict[str, int] = field(default_factory=dict)  # per host key
 
 
+class _ChainCookies:
+    """The cookies of one redirect chain; the jar is made on the first Set-Cookie (most never see one)."""
+
+    __slots__ = ("jar",)
+
+    def __init__(self) -> None:
+        self.jar: httpx.Cookies | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.jar is None else len(self.jar.jar)
+
+    def extract(self, response: httpx.Response) -> None:
+        if self.jar is None:
+            self.jar = httpx.Cookies()
+        self.jar.extract_cookies(response)
+
+    def apply(self, request: httpx.Request) -> None:
+        if self.jar is not None and len(self.jar.jar):
+            self.jar.set_cookie_header(request)
+
+
 class Fetcher:
     """Fetches Targets politely and reports facts; use as ``async with Fetcher(http, safety) as f``."""
 
@@ -557,7 +578,7 @@ class Fetcher:
     ) -> None:
         """One attempt: request ``start`` and follow its redirects, recording every hop."""
         p.begin()
-        jar = httpx.Cookies()  # cookies live for this chain only (set-cookie-then-redirect sites)
+        jar = _ChainCookies()  # cookies live for this chain only (set-cookie-then-redirect sites)
         seen: set[tuple[str, int]] = set()
         url = start
         while True:
@@ -569,7 +590,7 @@ class Fetcher:
                 headers = {**headers, "Authorization": f"Basic {token}"}
                 url = url.copy_with(userinfo=b"")
             text = str(url)
-            seen.add((text.partition("#")[0], len(jar.jar)))
+            seen.add((text.partition("#")[0], len(jar)))
             refusal = self._guard.check_literal(url.host)
             if refusal is not None:
                 p.fail(FetchFailure.BLOCKED_ADDRESS, refusal, text, method)
@@ -577,14 +598,13 @@ class Fetcher:
             # A plain Request, not client.build_request: that re-parses the URL to merge (empty)
             # params and runs the client cookie jar, a third of the per-request CPU.
             request = httpx.Request(method, url, headers=headers)
-            if len(jar.jar):
-                jar.set_cookie_header(request)
+            jar.apply(request)
             nxt = await self._exchange(request, text, key, target, jar, p)
             if nxt is None:
                 return
             nxt_text = str(nxt)
             # A loop is a URL revisited with no new cookie: "set a cookie, redirect to self" is not.
-            if (nxt_text.partition("#")[0], len(jar.jar)) in seen:
+            if (nxt_text.partition("#")[0], len(jar)) in seen:
                 detail = f"redirect loop: {redact_url(nxt_text)} was already visited"
                 p.fail(FetchFailure.REDIRECT_LOOP, detail, text, method)
                 return
@@ -624,16 +644,17 @@ class Fetcher:
         return headers
 
     async def _exchange(
-        self, request: httpx.Request, text: str, key: str, target: Target, jar: httpx.Cookies, p: _Progress
+        self, request: httpx.Request, text: str, key: str, target: Target, jar: _ChainCookies, p: _Progress
     ) -> httpx.URL | None:
         """Send one request inside its host and global slots; the next URL if it redirects."""
         assert self._transport is not None and self._global is not None
         method = request.method
         stats = self.stats
         p.phase = "waiting for a host slot"
-        if self._gate is not None:
-            await self._gate()
         async with self._limiter.slot(key), self._global:
+            if self._gate is not None:
+                # after the slot wait, right before sending: that wait may have spanned a freeze
+                await self._gate()
             stats.requests += 1
             stats.in_flight += 1
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
@@ -659,7 +680,7 @@ class Fetcher:
                 stats.in_flight -= 1
 
     async def _answer(
-        self, response: httpx.Response, text: str, key: str, target: Target, jar: httpx.Cookies, p: _Progress
+        self, response: httpx.Response, text: str, key: str, target: Target, jar: _ChainCookies, p: _Progress
     ) -> httpx.URL | None:
         request = response.request
         url, method, status = request.url, request.method, response.status_code
@@ -669,7 +690,7 @@ class Fetcher:
             retry_after = parse_retry_after(headers.get("retry-after"))
         self._limiter.observe(key, status, retry_after)
         if "set-cookie" in headers:
-            jar.extract_cookies(response)
+            jar.extract(response)
         p.answer(text, method, status, headers, retry_after)
         location = headers.get("location")
         if status in REDIRECT_STATUSES and location:
@@ -767,6 +788,8 @@ class Fetcher:
             k: v for k, v in request.headers.items() if k.lower() not in ("range", "host", "content-length")
         }
         more["Range"] = f"bytes={got}-{cap - 1}"
+        if self._gate is not None:
+            await self._gate()
         follow = await self._transport.handle_async_request(httpx.Request("GET", request.url, headers=more))
         self.stats.requests += 1
         try:

@@ -69,7 +69,9 @@ class SessionTransport(httpx.AsyncBaseTransport):
         response = await self.session.request(
             request.method,
             URL(str(request.url), encoded=True),
-            headers=request.headers.multi_items(),
+            # httpx stored the names and values as bytes; decoding them once is cheaper than
+            # multi_items(), which re-checks the encoding per header
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             allow_redirects=False,
             timeout=self._timeout,
             proxy=self._proxy,

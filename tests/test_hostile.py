@@ -148,7 +148,9 @@ NASTY_YAML = {
 @pytest.mark.parametrize("name", list(NASTY_YAML))
 def test_known_nasty_yaml_is_refused_or_read_quickly(tmp_path: Path, name: str) -> None:
     """Alias bombs, deep nesting, unsafe tags and oversized scalars end in the expected CorpusError
-    (or a harmless Article) within a second, and extract copes with whatever was read."""
+    (or a harmless Article), and extract copes with whatever was read. The time bound only
+    catches exponential blow-up (a real alias bomb runs for minutes); it is loose because
+    shared CI machines are noisy."""
     front, kind = NASTY_YAML[name]
     data = f"---\n{front}\n---\nbody\n".encode()
     started = time.perf_counter()
@@ -157,7 +159,7 @@ def test_known_nasty_yaml_is_refused_or_read_quickly(tmp_path: Path, name: str) 
     result = read_article(CorpusFile("a.md", path, len(data), 0), max_bytes=4 * 1024 * 1024)
     if isinstance(result, Article):
         extract(result)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 15
     assert_sane(result, data)
     assert (result.kind if isinstance(result, CorpusError) else None) == kind
 
