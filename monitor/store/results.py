@@ -272,18 +272,33 @@ def count_plan(
     stale_before: Mapping[str, datetime] | None = None,
 ) -> int:
     """How many targets ``plan_page`` would yield in total (same filters)."""
-    query = (
-        select(func.count())
-        .select_from(U)
-        .where(_live_urls())
-        .where(~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id)))
+    query = _planned(select(func.count()).select_from(U), run_id, only_failing, stale_before)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def count_plan_by_host(
+    engine: Engine,
+    *,
+    run_id: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+) -> dict[str, int]:
+    """``count_plan`` per host: how a run's targets split when hosts are divided between processes."""
+    query = _planned(select(U.c.host, func.count()).select_from(U), run_id, only_failing, stale_before)
+    with engine.connect() as conn:
+        return {host: int(n) for host, n in conn.execute(query.group_by(U.c.host))}
+
+
+def _planned(query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None) -> Any:
+    query = query.where(_live_urls()).where(
+        ~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id))
     )
     if only_failing:
         query = query.where(U.c.last_verdict.in_(FAILING))
     if stale_before:
         query = query.where(_needs_check(stale_before))
-    with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return query
 
 
 @dataclass(frozen=True, slots=True)

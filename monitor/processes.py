@@ -1,0 +1,176 @@
+"""One run checked by several local processes: the hosts are divided between them.
+
+Why: a check spends its CPU in one Python thread (the event loop) long before the network or
+the sites are the limit, so on a machine with spare cores a big run waits on one core. Each
+child process runs the ordinary run dispatcher (``pipeline._Run``) over its own hosts and
+writes its results to the run's database itself, so per-host politeness holds exactly as in
+one process (a host belongs to one child), results stay unique per (run, URL), and a crash
+or an interrupted run is resumed like any other. ``http.concurrency`` is divided between
+the children. The parent keeps the run row, the lock, the progress and the alerts.
+
+Children ignore SIGINT/SIGTERM: the parent decides, sets a shared flag, and each child
+stops dispatching and finishes like a signalled single-process run. A child whose parent
+died stops the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from monitor import alerts
+from monitor.config import HttpSettings, LogSettings, Settings
+
+MIN_TARGETS = 20_000  # "auto" splits only runs this big: a child costs 1-2 s of CPU to start
+MAX_AUTO = 4
+POLL = 0.2  # seconds between a child's looks at the stop flag; the parent's progress poll is 1 s
+
+_stop_flag: Any = None  # multiprocessing.Event shared with the parent (set in each child)
+_parent_pid = 0
+
+
+def process_count(http: HttpSettings, targets: int) -> int:
+    """How many processes check a run of ``targets`` URLs (``http.processes``)."""
+    if http.processes != "auto":
+        return http.processes
+    if targets < MIN_TARGETS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO))
+
+
+def split_hosts(counts: Mapping[str, int], parts: int) -> list[list[str]]:
+    """Hosts in at most ``parts`` groups of similar URL counts (largest host first into the lightest)."""
+    parts = max(1, min(parts, len(counts)))
+    heap = [(0, index) for index in range(parts)]
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    for host, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        load, index = heapq.heappop(heap)
+        groups[index].append(host)
+        heapq.heappush(heap, (load + count, index))
+    return [sorted(group) for group in groups if group]
+
+
+async def check_in_processes(
+    settings: Settings,
+    engine: Engine,
+    run_id: int,
+    groups: Sequence[Sequence[str]],
+    *,
+    only_failing: bool,
+    stale_before: dict[str, datetime] | None,
+    stop: asyncio.Event,
+    total: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[alerts.Event], bool]:
+    """Check the run's targets on ``groups`` of hosts, one child process each; (events, cut short)."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited loop or locks
+    flag = context.Event()
+    share = max(1, settings.http.concurrency // len(groups))
+    child = settings.model_copy(update={"http": settings.http.model_copy(update={"concurrency": share})})
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(
+        len(groups),
+        mp_context=context,
+        initializer=_start_child,
+        initargs=(flag, os.getpid(), settings.logging),
+    ) as pool:
+        jobs = [
+            loop.run_in_executor(pool, _check_hosts, child, run_id, list(hosts), only_failing, stale_before)
+            for hosts in groups
+        ]
+        relay = asyncio.create_task(_relay_stop(stop, flag))
+        progress = asyncio.create_task(_report_progress(engine, run_id, total, on_progress))
+        try:
+            done = await asyncio.gather(*jobs)
+        except BaseException:
+            flag.set()  # one child failed (or we were cancelled): the others stop too
+            await asyncio.gather(*jobs, return_exceptions=True)
+            raise
+        finally:
+            relay.cancel()
+            progress.cancel()
+    events = [event for part, _cut in done for event in part]
+    return events, any(cut for _part, cut in done)
+
+
+async def _relay_stop(stop: asyncio.Event, flag: Any) -> None:
+    await stop.wait()
+    flag.set()
+
+
+async def _report_progress(
+    engine: Engine, run_id: int, total: int, on_progress: Callable[[int, int], None] | None
+) -> None:
+    """The children count their batches on the run row; the parent's progress bar reads it."""
+    if on_progress is None:
+        return
+    from monitor.store.results import R
+
+    def checked() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(R.c.checked).where(R.c.id == run_id)).scalar_one() or 0)
+
+    while True:
+        await asyncio.sleep(1.0)
+        on_progress(await asyncio.to_thread(checked), total)
+
+
+# --- in the child -----------------------------------------------------------------------------
+
+
+def _start_child(flag: Any, parent: int, logging: LogSettings) -> None:
+    global _stop_flag, _parent_pid
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the children stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _stop_flag, _parent_pid = flag, parent
+    from monitor.logs import configure_logging
+
+    configure_logging(logging)
+
+
+def _check_hosts(
+    settings: Settings,
+    run_id: int,
+    hosts: list[str],
+    only_failing: bool,
+    stale_before: dict[str, datetime] | None,
+) -> tuple[list[alerts.Event], bool]:
+    """One child's share of the run: its hosts' targets, results written as it goes."""
+    import structlog
+
+    from monitor import aio
+    from monitor.pipeline import _Run
+    from monitor.store.db import create
+
+    engine = create(settings.database_url)
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+
+    async def check() -> tuple[list[alerts.Event], bool]:
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(_watch_parent(stop))
+        runner = _Run(settings, engine, run_id, only_failing, stop, 0, None, stale_before, hosts=hosts)
+        try:
+            await runner.execute()
+        finally:
+            watcher.cancel()
+        return runner.events, runner.cut_short
+
+    try:
+        return aio.run(check(), settings.http.event_loop)
+    finally:
+        engine.dispose()
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    while not (_stop_flag.is_set() or os.getppid() != _parent_pid):
+        await asyncio.sleep(POLL)
+    stop.set()

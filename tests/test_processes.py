@@ -1,0 +1,191 @@
+"""One run in several local processes (``http.processes``): same results, same politeness, clean stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from monitor.config import HttpSettings
+from monitor.processes import MIN_TARGETS, process_count, split_hosts
+from monitor.store.db import open_engine
+from monitor.store.models import ResultRow, RunRow, UrlRow
+from tests.server import FixtureServer
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTS = 4
+PER_HOST = 2
+
+
+def test_split_hosts_puts_every_host_in_one_group_and_balances_counts() -> None:
+    counts = {f"h{i}": n for i, n in enumerate([50, 40, 30, 20, 10, 10, 5, 5, 1])}
+    groups = split_hosts(counts, 3)
+    flat = [host for group in groups for host in group]
+    assert sorted(flat) == sorted(counts) and len(flat) == len(set(flat))
+    loads = [sum(counts[h] for h in group) for group in groups]
+    assert len(groups) == 3 and max(loads) - min(loads) <= max(counts.values())
+    assert split_hosts({"only": 10}, 4) == [["only"]]  # never more groups than hosts
+    assert split_hosts({}, 4) == []
+
+
+def test_process_count_auto_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    auto = HttpSettings()
+    assert process_count(auto, MIN_TARGETS - 1) == 1  # small runs: a child's start-up is not worth it
+    assert process_count(auto, MIN_TARGETS) == 4  # one per CPU, at most 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert process_count(auto, 10 * MIN_TARGETS) == 2
+    assert process_count(HttpSettings(processes=3), 10) == 3
+
+
+@pytest.fixture(scope="module")
+def hosts_server() -> Iterator[FixtureServer]:
+    server = FixtureServer(listeners=HOSTS).start()  # one port per host key
+    yield server
+    server.stop()
+
+
+def corpus(tmp_path: Path, server: FixtureServer, per_host: int, path: str) -> list[str]:
+    """``per_host`` articles per host; every 5th page is a 404, each article has an image."""
+    folder = tmp_path / "corpus"
+    folder.mkdir(exist_ok=True)
+    urls = []
+    for listener in range(HOSTS):
+        for i in range(per_host):
+            page = server.url(f"/status/404?k={i}" if i % 5 == 4 else f"{path}?k={i}", listener=listener)
+            image = server.url(f"/image/pngsuite/basn2c16.png?k={i}", listener=listener)
+            (folder / f"h{listener}-{i}.md").write_text(
+                f'---\nwebUrl: "{page}"\nimages:\n  - url: "{image}"\n    width: 32\n    height: 32\n---\n'
+            )
+            urls += [page, image]
+    return urls
+
+
+def config(tmp_path: Path, name: str, processes: int) -> Path:
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(
+        f'database_url = "sqlite:///{tmp_path}/{name}.db"\n'
+        f'[corpus]\nroots = ["{tmp_path}/corpus"]\n'
+        "[safety]\nallow_private = true\n"
+        f"[http]\nprocesses = {processes}\nconcurrency = 8\nper_host_concurrency = {PER_HOST}\n"
+        '[logging]\nformat = "json"\n'
+    )
+    return cfg
+
+
+def monitor(cfg: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "monitor.cli", "-c", str(cfg), *args]
+
+
+def verdicts(name: str, tmp_path: Path) -> dict[str, tuple[str, int | None, str | None]]:
+    engine = open_engine(f"sqlite:///{tmp_path}/{name}.db")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(UrlRow.url, ResultRow.verdict, ResultRow.http_status, ResultRow.image_format).join(
+                ResultRow, ResultRow.url_id == UrlRow.id
+            )
+        ).all()
+    engine.dispose()
+    return {url: (verdict, status, fmt) for url, verdict, status, fmt in rows}
+
+
+def test_two_processes_give_the_same_results_as_one(hosts_server: FixtureServer, tmp_path: Path) -> None:
+    """Row for row the same verdicts, every URL once, and no host above its limit across processes."""
+    urls = corpus(tmp_path, hosts_server, 12, "/slow-headers/40")
+    hosts_server.reset()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    split = subprocess.run(
+        monitor(config(tmp_path, "split", 2), "check", "-f", "json"),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert split.returncode == 2, split.stderr[-2000:]  # the 404s are errors
+    logs = [json.loads(line) for line in split.stderr.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "run.processes" and e["processes"] == 2 for e in logs)
+    assert [e["event"] for e in logs].count("run.finished") == 1  # the parent ends the run, once
+    assert max(hosts_server.peak_by_host().values()) <= PER_HOST
+    assert len(hosts_server.requests("/slow-headers")) == len([u for u in urls if "slow-headers" in u])
+    single = subprocess.run(
+        monitor(config(tmp_path, "single", 1), "check", "-f", "json"),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert single.returncode == 2, single.stderr[-2000:]
+    assert not any('"run.processes"' in line for line in single.stderr.splitlines())
+    got, want = verdicts("split", tmp_path), verdicts("single", tmp_path)
+    assert got == want and len(got) == len(urls)
+    assert json.loads(split.stdout)["summary"] == json.loads(single.stdout)["summary"]
+
+
+def test_sigterm_stops_every_process_and_the_run_resumes(hosts_server: FixtureServer, tmp_path: Path) -> None:
+    """SIGTERM to the parent: children stop too (none left behind), the run is interrupted, resume ends it."""
+    urls = corpus(tmp_path, hosts_server, 15, "/slow-headers/300")
+    cfg = config(tmp_path, "stop", 2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        monitor(cfg, "check"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
+    )
+    engine = open_engine(f"sqlite:///{tmp_path}/stop.db")
+    children: set[int] = set()
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 10:
+        time.sleep(0.1)
+        children |= _children_of(proc.pid)
+        with engine.connect() as conn:
+            done = conn.execute(select(func.count()).select_from(ResultRow)).scalar_one()
+    assert done >= 10 and len(children) >= 2
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    gone_by = time.monotonic() + 5  # multiprocessing's resource tracker exits when it sees the parent go
+    while any(_alive(pid) for pid in children) and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    for pid in children:
+        assert not _alive(pid), f"child {pid} outlived the run"
+    with engine.connect() as conn:
+        assert conn.execute(select(RunRow.state)).scalar_one() == "interrupted"
+        kept = conn.execute(select(func.count()).select_from(ResultRow)).scalar_one()
+    assert kept < len(urls)
+    resumed = subprocess.run(
+        monitor(cfg, "check", "--resume"), capture_output=True, env=env, cwd=ROOT, timeout=120
+    )
+    assert resumed.returncode == 2
+    with engine.connect() as conn:
+        n, distinct = conn.execute(select(func.count(), func.count(func.distinct(ResultRow.url_id)))).one()
+        assert conn.execute(select(RunRow.state)).scalars().all() == ["finished"]
+    assert n == distinct == len(urls)
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
