@@ -295,11 +295,38 @@ _PLAIN_SCALARS = {
 
 
 class _YamlProblem(Exception):
-    """Raised inside the YAML handler; ``line``/``column`` are 1-based within the frontmatter."""
+    """Raised inside the YAML handler; ``line``/``column`` are 1-based within the frontmatter,
+    counted as YAML counts them (``yaml_lines``) or as an editor does (newlines only)."""
 
-    def __init__(self, kind: str, message: str, line: int | None = None, column: int | None = None):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        line: int | None = None,
+        column: int | None = None,
+        *,
+        yaml_lines: bool = True,
+    ):
         super().__init__(message)
         self.kind, self.message, self.line, self.column = kind, message, line, column
+        self.yaml_lines = yaml_lines
+
+
+_YAML_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _editor_position(text: str, line: int, column: int) -> tuple[int, int]:
+    """YAML's 1-based (line, column) in ``text`` as an editor shows it: YAML also breaks lines at
+    NEL, U+2028 and U+2029, which editors and ``grep -n`` do not."""
+    start = 0
+    for _ in range(line - 1):
+        found = _YAML_BREAK.search(text, start)
+        if found is None:
+            break
+        start = found.end()
+    offset = min(len(text), start + column - 1)
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
 def _children(node: Node) -> list[Node]:
@@ -428,7 +455,9 @@ def _yaml_problem(exc: Exception, text: str) -> _YamlProblem:
         line = before.count("\n") + 1
         column = len(before) - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        return _YamlProblem("yaml_syntax", f"character U+{char:04X}: {exc.reason}", line, column)
+        return _YamlProblem(
+            "yaml_syntax", f"character U+{char:04X}: {exc.reason}", line, column, yaml_lines=False
+        )
     return _YamlProblem("yaml_syntax", str(exc) or type(exc).__name__)
 
 
@@ -564,8 +593,12 @@ def read_article(file: CorpusFile, *, max_bytes: int) -> Article | CorpusError:
     try:
         meta = _HANDLER.load(fm)
     except _YamlProblem as problem:
-        line = problem.line + _FRONTMATTER_LINE_OFFSET if problem.line is not None else None
-        return CorpusError(file.path, problem.kind, problem.message, line, problem.column)
+        line, column = problem.line, problem.column
+        if line is not None and problem.yaml_lines:
+            line, column = _editor_position(fm, line, column or 1)
+        if line is not None:
+            line += _FRONTMATTER_LINE_OFFSET
+        return CorpusError(file.path, problem.kind, problem.message, line, column)
     if not isinstance(meta, dict):
         names: dict[type, str] = {list: "list", str: "plain string"}
         kind = names.get(type(meta), type(meta).__name__)

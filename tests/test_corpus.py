@@ -344,6 +344,9 @@ def test_no_frontmatter(tmp_path: Path, content: str, message: str) -> None:
         ("---\nx: " + "[" * 150 + "]" * 150 + "\n---\n", 2, 104, "nesting depth"),
         ("---\nx: " + "[" * 2000 + "]" * 2000 + "\n---\n", 2, 1003, "nesting depth"),
         ("---\n? [1]\n: x\n---\n", 2, 3, "unhashable key"),
+        # YAML also breaks lines at U+2028 / NEL; the position stays the editor's (newlines only)
+        ('---\nt: "x\u2028y"\nb: *nowhere\n---\n', 3, 4, "undefined alias"),
+        ('---\nt: "x\x85y\u2029z"\nb: *nowhere\n---\n', 3, 4, "undefined alias"),
     ],
 )
 def test_yaml_syntax_errors_carry_file_line_and_column(
