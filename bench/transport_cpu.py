@@ -5,22 +5,26 @@ Run: ``.venv/bin/python -m bench.transport_cpu [--requests 10000] [--in-flight 6
 so the server's work is excluded. Requests are spread over ``--hosts`` host keys (one port
 each) with distinct URLs, bodies are read, connections are kept alive.
 
-Measured on the 2-core dev machine (shared, so ±15 %), 10 000 requests, 64 in flight, 4 hosts
-(requests/s is bounded by the single-threaded fixture server, CPU ms/request is the figure):
+Measured on the 2-core dev machine (shared, so ±15 %), 10 000 requests, 64 in flight, 4 hosts,
+asyncio's own event loop (requests/s is bounded by the single-threaded fixture server, CPU
+ms/request is the figure). 2026-11-26, a slow day for this machine (everything about 2x the
+figures of earlier days; compare rows, not days):
 
-    option                                  CPU ms/request   requests/s
-    httpx, default transport, one pool            2.45            385
-    httpx, default transport, client per host     1.13            711
-    httpx + httpx_aiohttp transport                0.30           3160
-    raw aiohttp                                    0.08           8941
-    monitor.fetch.Fetcher, pages (HEAD)            0.33           1937
-    monitor.fetch.Fetcher, images (GET+probe)      0.46           1806
+    option                                        CPU ms/request   requests/s
+    httpx, default transport, one pool                  3.72            268
+    httpx, default transport, client per host           2.86            348
+    httpx + monitor.transport.SessionTransport          0.78           1279
+    raw aiohttp                                         0.24           4178
+    monitor.fetch.Fetcher, pages (HEAD)                 0.64           1559
+    monitor.fetch.Fetcher, images (GET+probe)           0.76           1309
 
-Decision: httpx's API over ``httpx_aiohttp.AiohttpTransport`` with one shared aiohttp session
-(8x cheaper than httpx's own transport). The whole Fetcher (host limiter, guard, redirect and
-cookie handling, outcome building; plus the image probe) costs little more than the bare
-transport because it builds ``httpx.Request`` objects itself: ``client.build_request`` re-parses
-every URL and runs the cookie jar, which cost 0.2 ms per request before that change.
+Decision: httpx's request/response API over ``monitor.transport.SessionTransport`` (one shared
+aiohttp session, everything constant decided once), 4-5x cheaper than httpx's own transport.
+The whole Fetcher (host limiter, guard, redirects, cookies, outcome; plus the image probe)
+costs less than a plain ``client.get`` because it builds ``httpx.Request`` objects itself
+and calls the transport directly: ``client.build_request`` re-parses every URL and runs the
+cookie jar. What is left between the Fetcher and raw aiohttp is mostly httpx's URL, Request
+and Response objects (about 11% of a check's CPU in a py-spy profile).
 """
 
 from __future__ import annotations
