@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 
 import pytest
@@ -41,3 +42,13 @@ def test_event_loop_setting_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="event_loop"):
         load_settings(None, {"http.event_loop": "trio"})
+
+
+async def threshold() -> tuple[int, int, int]:
+    return gc.get_threshold()
+
+
+def test_gc_is_tuned_while_the_loop_runs_and_restored_after() -> None:
+    before = gc.get_threshold()
+    assert aio.run(threshold()) == aio.GC_THRESHOLD
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
