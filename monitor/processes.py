@@ -44,7 +44,9 @@ def process_count(http: HttpSettings, targets: int) -> int:
         return http.processes
     if targets < MIN_TARGETS:
         return 1
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO))
+    # one core stays for the writer threads, the database and the rest of the machine: on 2 cores
+    # two children were no faster than one process (bench/check_bench.py) and used 2.6x the memory
+    return max(1, min((os.cpu_count() or 1) // 2, MAX_AUTO))
 
 
 def split_hosts(counts: Mapping[str, int], parts: int) -> list[list[str]]:

@@ -40,9 +40,11 @@ def test_process_count_auto_and_explicit(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     auto = HttpSettings()
     assert process_count(auto, MIN_TARGETS - 1) == 1  # small runs: a child's start-up is not worth it
-    assert process_count(auto, MIN_TARGETS) == 4  # one per CPU, at most 4
+    assert process_count(auto, MIN_TARGETS) == 4  # one per two CPUs, at most 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert process_count(auto, 10 * MIN_TARGETS) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert process_count(auto, 10 * MIN_TARGETS) == 2
+    assert process_count(auto, 10 * MIN_TARGETS) == 1  # two children on two cores gained nothing
     assert process_count(HttpSettings(processes=3), 10) == 3
 
 
