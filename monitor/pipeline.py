@@ -257,10 +257,12 @@ class _Run:
         stale_before: dict[str, datetime] | None = None,
         *,
         hosts: Sequence[str] | None = None,
+        id_range: tuple[int, int] | None = None,
     ) -> None:
         self.settings = settings
         self.stale_before = stale_before
-        self.hosts = hosts  # only these hosts' targets (one process's share of a run)
+        self.hosts = hosts  # only these hosts' targets (one process's or one shard's share of a run)
+        self.id_range = id_range  # and only these url ids (a slice of a giant host's shard)
         self.request_gate: Callable[[], Awaitable[None]] | None = None  # awaited before every request
         self.engine = engine
         self.run_id = run_id
@@ -300,6 +302,7 @@ class _Run:
                     only_failing=self.only_failing,
                     stale_before=self.stale_before,
                     hosts=self.hosts,
+                    id_range=self.id_range,
                 )
 
         return await asyncio.to_thread(page)

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, Engine
 from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue, runs
-from monitor.pipeline import PAGE, _Run, save_results, write_with_retry
+from monitor.pipeline import _Run, save_results, write_with_retry
 from monitor.store import results as store
 from monitor.types import FetchOutcome
 
@@ -62,7 +62,17 @@ class ShardRun(_Run):
     """The pipeline's dispatcher + writer over one shard's targets, with fenced batch writes."""
 
     def __init__(self, settings: Settings, engine: Engine, claim: ledger.Claim, stop: asyncio.Event) -> None:
-        super().__init__(settings, engine, claim.run_id, claim.only_failing, stop, claim.url_count, None)
+        super().__init__(
+            settings,
+            engine,
+            claim.run_id,
+            claim.only_failing,
+            stop,
+            claim.url_count,
+            None,
+            hosts=claim.hosts,
+            id_range=claim.id_range,
+        )
         self.claim = claim
         self.guard = _Guard(claim)
         self.lost = False
@@ -90,21 +100,6 @@ class ShardRun(_Run):
         if self.lost:
             self.stop.set()
             await asyncio.Event().wait()  # parked until the dispatcher cancels it after the grace period
-
-    async def _load(self, after_id: int) -> list[store.Planned]:
-        def page() -> list[store.Planned]:
-            with self.engine.connect() as conn:
-                return store.plan_page(
-                    conn,
-                    run_id=self.run_id,
-                    after_id=after_id,
-                    limit=PAGE,
-                    only_failing=self.only_failing,
-                    hosts=self.claim.hosts,
-                    id_range=self.claim.id_range,
-                )
-
-        return await asyncio.to_thread(page)
 
     async def _flush(self, batch: list[tuple[store.Planned, FetchOutcome]]) -> None:
         if self.lost:
