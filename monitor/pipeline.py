@@ -100,13 +100,6 @@ def effective_concurrency(wanted: int) -> int:
     return wanted
 
 
-def host_limit(settings: Settings, host: str) -> int:
-    override = settings.http.hosts.get(host) or settings.http.hosts.get(host.rsplit(":", 1)[0])
-    if override is not None and override.concurrency is not None:
-        return override.concurrency
-    return settings.http.per_host_concurrency
-
-
 async def run_check(
     settings: Settings,
     engine: Engine,
@@ -341,7 +334,7 @@ class _Run:
                         host = item.target.host
                         if host not in pending:
                             pending[host] = deque()
-                            limits[host] = host_limit(self.settings, host)
+                            limits[host] = fetcher.limiter.policy(host).concurrency  # one lookup rule
                         if not pending[host]:
                             ring.append(host)
                         pending[host].append(item)

@@ -16,7 +16,6 @@ died stops the same way.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import multiprocessing
 import os
 import signal
@@ -29,6 +28,7 @@ from sqlalchemy import Engine, select
 
 from monitor import alerts
 from monitor.config import HttpSettings, LogSettings, Settings
+from monitor.distributed.shards import pack
 
 MIN_TARGETS = 20_000  # "auto" splits only runs this big: a child costs 1-2 s of CPU to start
 MAX_AUTO = 4
@@ -50,15 +50,8 @@ def process_count(http: HttpSettings, targets: int) -> int:
 
 
 def split_hosts(counts: Mapping[str, int], parts: int) -> list[list[str]]:
-    """Hosts in at most ``parts`` groups of similar URL counts (largest host first into the lightest)."""
-    parts = max(1, min(parts, len(counts)))
-    heap = [(0, index) for index in range(parts)]
-    groups: list[list[str]] = [[] for _ in range(parts)]
-    for host, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        load, index = heapq.heappop(heap)
-        groups[index].append(host)
-        heapq.heappush(heap, (load + count, index))
-    return [sorted(group) for group in groups if group]
+    """Hosts in at most ``parts`` groups of similar URL counts (the shard planner's packing)."""
+    return pack(counts, min(parts, len(counts)))
 
 
 async def check_in_processes(

@@ -43,12 +43,18 @@ def plan(host_counts: Mapping[str, int], shard_size: int, split_threshold: int) 
             small[host] = count
     if small:
         bins = max(1, math.ceil(sum(small.values()) / shard_size))
-        heap: list[tuple[int, int]] = [(0, b) for b in range(bins)]
-        members: list[list[str]] = [[] for _ in range(bins)]
-        for host, count in sorted(small.items(), key=lambda kv: (-kv[1], kv[0])):
-            load, b = heapq.heappop(heap)
-            members[b].append(host)
-            heapq.heappush(heap, (load + count, b))
-        loads = dict((b, load) for load, b in heap)
-        shards.extend(ShardSpec(tuple(sorted(members[b])), loads[b]) for b in range(bins) if members[b])
+        for group in pack(small, bins):
+            shards.append(ShardSpec(tuple(group), sum(small[h] for h in group)))
     return shards
+
+
+def pack(counts: Mapping[str, int], bins: int) -> list[list[str]]:
+    """Hosts in at most ``bins`` sorted groups of similar URL counts: largest host first into the
+    lightest group (hashing host names left half the groups empty in the prototype)."""
+    heap: list[tuple[int, int]] = [(0, b) for b in range(max(1, bins))]
+    members: list[list[str]] = [[] for _ in heap]
+    for host, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        load, b = heapq.heappop(heap)
+        members[b].append(host)
+        heapq.heappush(heap, (load + count, b))
+    return [sorted(group) for group in members if group]
