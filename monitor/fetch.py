@@ -56,7 +56,7 @@ from monitor.guard import AddressGuard, BlockedAddress, GuardedResolver
 from monitor.hosts import HostLimiter, host_settings
 from monitor.probe import ImageProbe
 from monitor.retry import backoff, parse_retry_after, should_retry
-from monitor.transport import SessionTransport
+from monitor.transport import SessionResponse, SessionTransport, bodyless_request
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
 from monitor.urls import host_key, redact_url
 
@@ -228,12 +228,14 @@ def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
 def _header_dict(response: httpx.Response) -> dict[str, str]:
     """Lower-cased name → value, repeated names joined with ", " (as httpx's ``items()`` does).
 
-    One pass over the raw pairs: httpx's ``Headers.get`` scans a list per call and ``items()``
-    re-checks the encoding per header. Non-ASCII headers take httpx's own decoding.
+    One pass over the raw pairs (as received, when the transport kept them): httpx's
+    ``Headers.get`` scans a list per call and ``items()`` re-checks the encoding per header.
+    Non-ASCII headers take httpx's own decoding.
     """
     out: dict[str, str] = {}
+    pairs = response.raw_headers if isinstance(response, SessionResponse) else response.headers.raw
     try:
-        for key, value in response.headers.raw:
+        for key, value in pairs:
             name, text = key.decode("ascii").lower(), value.decode("ascii")
             out[name] = f"{out[name]}, {text}" if name in out else text
     except UnicodeDecodeError:
@@ -427,7 +429,7 @@ class Fetcher:
         self._rng = rng or random.Random()
         self.stats = FetchStats(host_peak_in_flight=self._limiter.peaks)
         self._inflight: dict[tuple[str, TargetKind], asyncio.Task[FetchOutcome]] = {}
-        self._headers_cache: dict[tuple[str, TargetKind], dict[str, str]] = {}
+        self._headers_cache: dict[tuple[str, TargetKind, bool], httpx.Headers] = {}
         self._transport: SessionTransport | None = None
         self._global: asyncio.Semaphore | None = None
 
@@ -587,7 +589,8 @@ class Fetcher:
                 # aiohttp refuses a URL carrying userinfo next to an Authorization header, so the
                 # credentials travel only as that header, and only to the URL that carries them.
                 token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode("ascii")
-                headers = {**headers, "Authorization": f"Basic {token}"}
+                headers = httpx.Headers(headers)
+                headers["Authorization"] = f"Basic {token}"
                 url = url.copy_with(userinfo=b"")
             text = str(url)
             seen.add((text.partition("#")[0], len(jar)))
@@ -595,9 +598,9 @@ class Fetcher:
             if refusal is not None:
                 p.fail(FetchFailure.BLOCKED_ADDRESS, refusal, text, method)
                 return
-            # A plain Request, not client.build_request: that re-parses the URL to merge (empty)
-            # params and runs the client cookie jar, a third of the per-request CPU.
-            request = httpx.Request(method, url, headers=headers)
+            # Not client.build_request: that re-parses the URL to merge (empty) params and runs
+            # the client cookie jar, a third of the per-request CPU.
+            request = bodyless_request(method, url, headers)
             jar.apply(request)
             nxt = await self._exchange(request, text, key, target, jar, p)
             if nxt is None:
@@ -613,35 +616,34 @@ class Fetcher:
             url, key = nxt, host_key(nxt_text)
             p.hop_to(nxt_text)
 
-    def _request_headers(self, key: str, target: Target, method: str, use_range: bool) -> dict[str, str]:
-        base = self._headers_cache.get((key, target.kind))
+    def _request_headers(self, key: str, target: Target, method: str, use_range: bool) -> httpx.Headers:
+        """This host's headers for ``target`` (built once per host and kind; never mutate the result)."""
+        image_window = use_range and method == "GET"
+        base = self._headers_cache.get((key, target.kind, image_window))
         if base is None:
             http = self._http
             extra = host_settings(http.hosts, key)
-            base = {
+            fields = {
                 "User-Agent": http.user_agent,
                 "Accept": IMAGE_ACCEPT if target.kind is TargetKind.IMAGE else PAGE_ACCEPT,
                 "Accept-Encoding": ACCEPT_ENCODING,
             }
-            base.update(http.headers)
+            fields.update(http.headers)
             if extra is not None:
-                base.update(extra.headers)  # this host's own headers: never sent anywhere else
+                fields.update(extra.headers)  # this host's own headers: never sent anywhere else
                 if extra.user_agent:
-                    base["User-Agent"] = extra.user_agent
-            self._headers_cache[(key, target.kind)] = base
-        headers = base
+                    fields["User-Agent"] = extra.user_agent
+            if image_window:
+                fields["Range"] = f"bytes=0-{min(IMAGE_FIRST_WINDOW, http.image_byte_cap) - 1}"
+            base = self._headers_cache[(key, target.kind, image_window)] = httpx.Headers(fields)
         if self._http.conditional_requests and (target.etag or target.last_modified):
-            headers = dict(base)
+            headers = httpx.Headers(base)
             if target.etag:
                 headers["If-None-Match"] = target.etag
             if target.last_modified:
                 headers["If-Modified-Since"] = target.last_modified
-        if use_range and method == "GET":
-            headers = {
-                **headers,
-                "Range": f"bytes=0-{min(IMAGE_FIRST_WINDOW, self._http.image_byte_cap) - 1}",
-            }
-        return headers
+            return headers
+        return base
 
     async def _exchange(
         self, request: httpx.Request, text: str, key: str, target: Target, jar: _ChainCookies, p: _Progress
@@ -784,13 +786,11 @@ class Fetcher:
             p.image = probe.finish()
             return
         request = response.request
-        more = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("range", "host", "content-length")
-        }
+        more = httpx.Headers(request.headers)
         more["Range"] = f"bytes={got}-{cap - 1}"
         if self._gate is not None:
             await self._gate()
-        follow = await self._transport.handle_async_request(httpx.Request("GET", request.url, headers=more))
+        follow = await self._transport.handle_async_request(bodyless_request("GET", request.url, more))
         self.stats.requests += 1
         try:
             if follow.status_code == 206:

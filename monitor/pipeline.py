@@ -47,6 +47,7 @@ from monitor.types import (
     TargetKind,
     Verdict,
 )
+from monitor.urls import redact_url
 from monitor.verdict import classify, severity_for, size_check
 
 log = structlog.get_logger("monitor.pipeline")
@@ -611,8 +612,6 @@ def save_results(
 def _result_row(run_id: int, url_id: int, result: CheckResult, now: datetime) -> dict[str, object]:
     o, j = result.outcome, result.judgement
     size = o.image.size if o.image else None
-    from monitor.urls import redact_url
-
     return {
         "run_id": run_id,
         "url_id": url_id,

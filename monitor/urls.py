@@ -11,6 +11,7 @@ sets), so the normalised URL is both the deduplication key and the request targe
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 import re
@@ -296,6 +297,7 @@ _SECRET_SUFFIXES = ("token", "secret", "password", "signature", "apikey", "crede
 _NAME_SEPARATORS = re.compile(r"[-_.\[\]]+")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_name(name: str) -> bool:
     lowered = unquote(name).lower()
     if lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES):
@@ -316,6 +318,8 @@ def _redact_params(params: str) -> str:
 def redact_url(url: str) -> str:
     """``url`` with credentials hidden: userinfo becomes ``***`` and secret-looking
     query (and fragment, e.g. OAuth ``#access_token=``) values become ``***``."""
+    if "@" not in url and "=" not in url:
+        return url  # no userinfo and no name=value pair: nothing to hide (most URLs, fast)
     scheme, authority, tail = _authority_of(url)
     if "@" in authority:
         authority = "***@" + authority.rpartition("@")[2]

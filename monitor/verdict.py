@@ -102,6 +102,8 @@ def severity_for(verdict: Verdict, roles: Iterable[Role], host: str, policy: Ver
 
 
 def _host_rules(host: str, hosts: Mapping[str, dict[Verdict, Severity]]) -> dict[Verdict, Severity] | None:
+    if not hosts:
+        return None
     name = host.lower().rstrip(".")
     lowered = {key.lower().rstrip("."): value for key, value in hosts.items()}
     while name:
