@@ -502,6 +502,17 @@ class Fetcher:
             self.stats.deduplicated += 1
         return task
 
+    async def fetch_unshared(self, target: Target) -> FetchOutcome:
+        """Fetch ``target`` in the caller's own task, without joining or sharing an in-flight fetch.
+
+        For a caller whose targets are unique (the run's workers): no task per URL, and the
+        caller's cancellation cancels the fetch.
+        """
+        if self._transport is None:
+            raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
+        self.stats.fetches += 1
+        return await self._fetch_one(target)
+
     def _forget(self, key: tuple[str, TargetKind], task: asyncio.Task[FetchOutcome]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]

@@ -30,11 +30,13 @@ from sqlalchemy.exc import DBAPIError
 from monitor import alerts, processes
 from monitor.config import Settings
 from monitor.fetch import Fetcher
+from monitor.hosts import HostLimiter
 from monitor.inventory import SyncReport, sync_inventory
 from monitor.store import results as store
 from monitor.store.db import StoreError
 from monitor.types import (
     CheckResult,
+    FetchFailure,
     FetchOutcome,
     Hop,
     ImageFacts,
@@ -236,6 +238,96 @@ async def _execute(
     return runner.events, runner.cut_short
 
 
+class _HostQueue:
+    """The run's loaded targets per host, handed out round-robin within each host's limit.
+
+    ``take`` gives the next target of a host with work and a free slot (None if there is
+    none now); ``release`` frees the slot and wakes one idle worker; ``low`` asks the loader
+    for another page. All on the event loop, so no locks.
+    """
+
+    def __init__(self, limiter: HostLimiter) -> None:
+        self._limiter = limiter
+        self._pending: dict[str, deque[store.Planned]] = {}
+        self._ring: deque[str] = deque()  # hosts with pending targets
+        self._busy: Counter[str] = Counter()
+        self._limits: dict[str, int] = {}
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self.buffered = 0
+        self.exhausted = False
+        self.low = asyncio.Event()
+        self.low.set()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to take, now or later."""
+        return self.exhausted and self.buffered == 0
+
+    def add(self, page: Sequence[store.Planned], *, last: bool) -> None:
+        for item in page:
+            host = item.target.host
+            queue = self._pending.get(host)
+            if queue is None:
+                queue = self._pending[host] = deque()
+                self._limits[host] = self._limiter.policy(host).concurrency  # one lookup rule
+            if not queue:
+                self._ring.append(host)
+            queue.append(item)
+        self.buffered += len(page)
+        self.exhausted = last
+        if self.buffered >= PAGE or last:
+            self.low.clear()
+        if last:
+            self.wake_all()  # idle workers may end now
+        else:
+            for _ in range(min(len(page), len(self._idle))):
+                self._wake_one()
+
+    def take(self) -> store.Planned | None:
+        ring = self._ring
+        for _ in range(len(ring)):
+            host = ring[0]
+            ring.rotate(-1)
+            if self._busy[host] < self._limits[host]:
+                queue = self._pending[host]
+                item = queue.popleft()
+                if not queue:
+                    ring.remove(host)
+                self._busy[host] += 1
+                self.buffered -= 1
+                if self.buffered < PAGE and not self.exhausted:
+                    self.low.set()
+                elif self.finished:
+                    self.wake_all()  # the last target is out: idle workers end
+                return item
+        return None
+
+    def release(self, item: store.Planned) -> None:
+        self._busy[item.target.host] -= 1
+        self._wake_one()
+
+    async def wait(self) -> None:
+        """Until a slot frees, a page arrives or the run stops."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        while self._idle:
+            self._wake_one()
+
+
 class _Run:
     """Dispatcher + single writer for one run."""
 
@@ -302,89 +394,66 @@ class _Run:
         return await asyncio.to_thread(page)
 
     async def _dispatch(self, fetcher: Fetcher) -> None:
-        """Launch fetches round-robin over hosts within the limits; hand finished ones to the writer.
+        """``concurrency`` workers fetch one target after another; finished results go to the writer.
 
-        Finished fetches are collected by a done-callback rather than ``asyncio.wait`` over all
-        in-flight tasks, which would register and remove a callback on every task per wake-up.
+        A worker sends its next request in the same event-loop step in which it finished the
+        last one (no task per URL, no dispatcher hop between an answer and the next request),
+        taking targets round-robin from the hosts that have work and a free slot, so a busy host
+        never holds a worker another host could use. On stop, requests in flight get
+        ``shutdown_grace_seconds`` to finish; what is cut has no result and a resume redoes it.
         """
-        pending: dict[str, deque[store.Planned]] = {}
-        ring: deque[str] = deque()
-        in_host: Counter[str] = Counter()
-        limits: dict[str, int] = {}
-        tasks: dict[asyncio.Task[FetchOutcome], store.Planned] = {}
-        finished: deque[asyncio.Task[FetchOutcome]] = deque()
-        wake = asyncio.Event()
-
-        def landed(task: asyncio.Task[FetchOutcome]) -> None:
-            finished.append(task)
-            wake.set()
-
-        buffered = 0
-        after_id = 0
-        exhausted = False
+        queue = _HostQueue(fetcher.limiter)
+        loader = asyncio.create_task(self._feed(queue))
+        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
         stop_wait = asyncio.create_task(self.stop.wait())
-        stop_wait.add_done_callback(lambda _: wake.set())
         try:
-            while True:
-                if self.stop.is_set():
-                    break
-                if not exhausted and buffered < PAGE:
-                    page = await self._load(after_id)
-                    exhausted = len(page) < PAGE
-                    for item in page:
-                        host = item.target.host
-                        if host not in pending:
-                            pending[host] = deque()
-                            limits[host] = fetcher.limiter.policy(host).concurrency  # one lookup rule
-                        if not pending[host]:
-                            ring.append(host)
-                        pending[host].append(item)
-                    buffered += len(page)
-                    if page:
-                        after_id = page[-1].url_id
-                # launch round-robin over hosts that have work and spare capacity
-                for _ in range(len(ring)):
-                    if len(tasks) >= self.concurrency:
-                        break
-                    host = ring[0]
-                    ring.rotate(-1)
-                    queue = pending[host]
-                    limit = limits[host]
-                    while queue and in_host[host] < limit and len(tasks) < self.concurrency:
-                        item = queue.popleft()
-                        buffered -= 1
-                        in_host[host] += 1
-                        task = fetcher.start(item.target)  # plan URLs are unique: a new task
-                        task.add_done_callback(landed)
-                        tasks[task] = item
-                    if not queue:
-                        ring.remove(host)
-                if not tasks:
-                    if exhausted and buffered == 0:
-                        return
-                    continue
-                if not finished:
-                    wake.clear()
-                    await wake.wait()
-                while finished:
-                    task = finished.popleft()
-                    item = tasks.pop(task)
-                    in_host[item.target.host] -= 1
-                    await self._emit((item, _outcome_of(task, item.target)))
-            # stop requested: give in-flight requests a grace period, then cut the rest
-            self.cut_short = True
-            finished.clear()
-            if tasks:
-                done, rest = await asyncio.wait(tasks, timeout=self.settings.jobs.shutdown_grace_seconds)
-                for task in done:
-                    await self._emit((tasks[task], _outcome_of(task, tasks[task].target)))
+            running, watched = set(workers), {stop_wait, loader}
+            while running and not self.stop.is_set():
+                done, _ = await asyncio.wait(running | watched, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop_wait}:
+                    task.result()  # a worker's or the loader's failure (e.g. the writer died) ends the run
+                    running.discard(task)
+                    watched.discard(task)
+            if running:
+                self.cut_short = True
+                queue.wake_all()  # idle workers see the stop and end
+                _, rest = await asyncio.wait(running, timeout=self.settings.jobs.shutdown_grace_seconds)
                 for task in rest:
                     task.cancel()
                 await asyncio.gather(*rest, return_exceptions=True)
         finally:
             stop_wait.cancel()
-            for task in tasks:
+            loader.cancel()
+            for task in workers:
                 task.cancel()
+            await asyncio.gather(loader, *workers, return_exceptions=True)
+
+    async def _feed(self, queue: _HostQueue) -> None:
+        """Load plan pages whenever the queue runs low, until the plan is exhausted."""
+        after_id = 0
+        while True:
+            await queue.low.wait()
+            page = await self._load(after_id)
+            queue.add(page, last=len(page) < PAGE)
+            if len(page) < PAGE:
+                return
+            after_id = page[-1].url_id
+
+    async def _work(self, fetcher: Fetcher, queue: _HostQueue) -> None:
+        while not self.stop.is_set():
+            item = queue.take()
+            if item is None:
+                if queue.finished:
+                    return
+                await queue.wait()
+                continue
+            try:
+                outcome = await fetcher.fetch_unshared(item.target)
+            except Exception as exc:  # a bug inside fetch becomes a visible failure, not a lost URL
+                outcome = _internal_error(item.target, exc)
+            finally:
+                queue.release(item)
+            await self._emit((item, outcome))
 
     async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
         """Hand a result (None: the end) to the writer; wait while it is too far behind.
@@ -459,13 +528,8 @@ def _db_message(exc: DBAPIError) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _outcome_of(task: asyncio.Task[FetchOutcome], target: Target) -> FetchOutcome:
-    """The fetch outcome; a bug inside fetch becomes a visible protocol failure, not a lost URL."""
-    exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
-    if exc is None:
-        return task.result()
-    from monitor.types import FetchFailure
-
+def _internal_error(target: Target, exc: Exception) -> FetchOutcome:
+    """A bug inside fetch, logged and recorded as a protocol failure of this URL."""
     log.error("fetch.bug", url=target.url, error=f"{type(exc).__name__}: {exc}")
     return FetchOutcome(
         url=target.url, failure=FetchFailure.PROTOCOL, failure_detail=f"internal error: {exc}"

@@ -87,6 +87,33 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
 
 
+def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file-name rule for the head revision agrees with Alembic; a database at head is
+    opened without running Alembic, one behind it is upgraded."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from monitor.store import db
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(db.MIGRATIONS))
+    assert db.head_revision() == ScriptDirectory.from_config(cfg).get_current_head()
+    url = f"sqlite:///{tmp_path}/m.db"
+    open_engine(url).dispose()
+    calls: list[str] = []
+    monkeypatch.setattr(db, "upgrade", lambda engine, revision="head": calls.append(revision))
+    open_engine(url).dispose()
+    assert calls == []
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    engine.dispose()
+    open_engine(url).dispose()
+    assert calls == ["head"]
+
+
 @pytest.mark.postgres
 def test_migrations_create_the_shard_tables_on_postgres() -> None:
     """Upgrading a fresh PostgreSQL schema reaches 0003, and the shard run/no pair is unique."""

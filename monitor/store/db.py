@@ -92,11 +92,27 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
+def head_revision() -> str:
+    """The newest migration's revision: our files are named ``NNNN_name.py`` with revision ``NNNN``."""
+    return max(path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+
+
+def _at_head(engine: Engine) -> bool:
+    """The schema is already current (the common case: one cheap query instead of loading Alembic)."""
+    try:
+        with engine.connect() as conn:
+            found = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except Exception:  # no table yet, or no database: upgrade() decides and reports
+        return False
+    return found == head_revision()
+
+
 def open_engine(url: str) -> Engine:
     """Create the engine and bring its schema up to date; errors become ``DatabaseError``."""
     engine = create(url)
     try:
-        upgrade(engine)
+        if not _at_head(engine):
+            upgrade(engine)
     except DatabaseError:
         raise
     except Exception as exc:
