@@ -7,24 +7,25 @@ each) with distinct URLs, bodies are read, connections are kept alive.
 
 Measured on the 2-core dev machine (shared, so ±15 %), 10 000 requests, 64 in flight, 4 hosts,
 asyncio's own event loop (requests/s is bounded by the single-threaded fixture server, CPU
-ms/request is the figure). 2026-11-26, a slow day for this machine (everything about 2x the
-figures of earlier days; compare rows, not days):
+ms/request is the figure), on the second 2026-11-26 machine:
 
     option                                        CPU ms/request   requests/s
-    httpx, default transport, one pool                  3.72            268
-    httpx, default transport, client per host           2.86            348
-    httpx + monitor.transport.SessionTransport          0.78           1279
-    raw aiohttp                                         0.24           4178
-    monitor.fetch.Fetcher, pages (HEAD)                 0.64           1559
-    monitor.fetch.Fetcher, images (GET+probe)           0.76           1309
+    httpx, default transport, one pool                  3.18            314
+    httpx, default transport, client per host           1.72            581
+    httpx + monitor.transport.SessionTransport          0.32           3108
+    raw aiohttp                                         0.09          10585
+    monitor.fetch.Fetcher, pages (HEAD)                 0.22           4530
+    monitor.fetch.Fetcher, images (GET+probe)           0.28           3602
 
 Decision: httpx's request/response API over ``monitor.transport.SessionTransport`` (one shared
-aiohttp session, everything constant decided once), 4-5x cheaper than httpx's own transport.
+aiohttp session, everything constant decided once), 5-10x cheaper than httpx's own transport.
 The whole Fetcher (host limiter, guard, redirects, cookies, outcome; plus the image probe)
-costs less than a plain ``client.get`` because it builds ``httpx.Request`` objects itself
-and calls the transport directly: ``client.build_request`` re-parses every URL and runs the
-cookie jar. What is left between the Fetcher and raw aiohttp is mostly httpx's URL, Request
-and Response objects (about 11% of a check's CPU in a py-spy profile).
+costs less than a plain ``client.get`` over the same transport because it builds its requests
+itself: headers once per host, ``transport.bodyless_request`` instead of httpx's constructor
+(which normalises every header twice), and responses whose httpx ``Headers`` are only built
+when asked for. Inside a busy event loop every object costs about 2.5x its cost in a tight
+loop; what is left between the Fetcher and raw aiohttp is mostly ``httpx.URL`` parsing (about
+45 µs a URL there) and the engine's own politeness and bookkeeping.
 """
 
 from __future__ import annotations
