@@ -287,12 +287,12 @@ class _HostQueue:
         ring = self._ring
         for _ in range(len(ring)):
             host = ring[0]
-            ring.rotate(-1)
+            ring.rotate(-1)  # the host is now last: the next take starts with the one after it
             if self._busy[host] < self._limits[host]:
                 queue = self._pending[host]
                 item = queue.popleft()
                 if not queue:
-                    ring.remove(host)
+                    ring.pop()  # this host, in O(1) (a corpus may have a host per URL)
                 self._busy[host] += 1
                 self.buffered -= 1
                 if self.buffered < PAGE and not self.exhausted:

@@ -303,3 +303,41 @@ def test_check_on_postgres(server: FixtureServer, tmp_path: Path) -> None:
             assert conn.execute(text("select count(*) from result")).scalar_one() == 4
             assert conn.execute(text("select verdict from size_check limit 1")).scalar_one() == "scaled"
         engine.dispose()
+
+
+def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
+    """Targets come host after host, never more than a host's limit at once, each exactly once,
+    also with thousands of hosts of one URL each; the end is announced once the last is out."""
+    from monitor.hosts import HostLimiter
+    from monitor.pipeline import _HostQueue
+    from monitor.store.results import Planned
+    from monitor.types import Target, TargetKind
+
+    async def scenario() -> None:
+        def planned(i: int, host: str) -> Planned:
+            return Planned(i, Target(f"http://{host}/{i}", host, TargetKind.PAGE))
+
+        queue = _HostQueue(HostLimiter(2))
+        page = [planned(i, "a") for i in range(5)] + [planned(10 + i, "b") for i in range(2)]
+        page += [planned(100 + i, f"h{i}") for i in range(3000)]
+        queue.add(page, last=True)
+        first = [queue.take() for _ in range(5)]
+        assert [p.target.host for p in first if p] == ["a", "b", "h0", "h1", "h2"]
+        taken = [p for p in first if p]
+        while (item := queue.take()) is not None:
+            taken.append(item)
+        # a and b are at their limit of 2 until one of theirs is released
+        assert sum(p.target.host == "a" for p in taken) == 2
+        assert sum(p.target.host == "b" for p in taken) == 2
+        assert not queue.finished
+        for item in [p for p in taken if p.target.host == "a"]:
+            queue.release(item)
+        rest = [queue.take(), queue.take(), queue.take()]
+        assert [p.target.host for p in rest if p] == ["a", "a"] and rest[2] is None
+        queue.release(rest[0])  # type: ignore[arg-type]
+        last = queue.take()
+        assert last is not None and last.target.host == "a" and queue.finished
+        ids = [p.url_id for p in taken + rest[:2] + [last] if p]
+        assert sorted(ids) == sorted(p.url_id for p in page)
+
+    asyncio.run(scenario())
