@@ -481,14 +481,11 @@ class Fetcher:
 
     async def fetch(self, target: Target) -> FetchOutcome:
         """Facts about ``target``; overlapping calls for the same URL and kind share one fetch."""
-        return await asyncio.shield(self.start(target))
+        return await asyncio.shield(self._shared(target))
 
-    def start(self, target: Target) -> asyncio.Task[FetchOutcome]:
-        """The task fetching ``target``, started now or joined if already in flight.
-
-        For a caller that owns its fetches (the run dispatcher): no wrapper task per URL.
-        Cancelling the task cancels the fetch for everyone joined to it; ``fetch`` shields it.
-        """
+    def _shared(self, target: Target) -> asyncio.Task[FetchOutcome]:
+        """The task fetching ``target``, started now or joined if already in flight (one per URL and
+        kind; ``fetch`` shields it so one caller's cancellation does not cancel the others')."""
         if self._transport is None:
             raise RuntimeError("Fetcher is not open; use 'async with Fetcher(...)'")
         key = (target.url, target.kind)
