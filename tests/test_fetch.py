@@ -755,3 +755,26 @@ def test_blocked_address_detail_is_the_guard_message() -> None:
     blocked = BlockedAddress("127.0.0.1 is a loopback address")
     exc = _raised(httpx.ConnectTimeout("x"), aiohttp.ClientConnectorDNSError(_conn_key(), blocked), blocked)
     assert classify_exception(exc) == (FetchFailure.BLOCKED_ADDRESS, "127.0.0.1 is a loopback address")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://example.com/a?b=c", "https://EXAMPLE.com:8443/x/y", "http://[::1]:8080/", "http://bücher.de/ä"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_bodyless_request_is_the_request_httpx_would_build(url: str, method: str) -> None:
+    """Same method, URL, headers in the same order (Host first) and an empty body; headers of its own."""
+    from monitor.transport import bodyless_request
+
+    headers = httpx.Headers([(b"User-Agent", b"t/1"), (b"Accept", b"*/*"), (b"X-Name", "ä".encode())])
+    ours = bodyless_request(method, httpx.URL(url), headers)
+    theirs = httpx.Request(method, httpx.URL(url), headers=headers)
+    assert (ours.method, ours.url, ours.headers.raw) == (theirs.method, theirs.url, theirs.headers.raw)
+    assert ours.read() == theirs.read() == b""
+    ours.headers["Cookie"] = "a=b"
+    assert "cookie" not in headers
+    with_host = httpx.Headers({"Host": "mirror.internal", "Accept": "*/*"})
+    assert (
+        bodyless_request(method, httpx.URL(url), with_host).headers.raw
+        == httpx.Request(method, httpx.URL(url), headers=with_host).headers.raw
+    )
