@@ -104,28 +104,19 @@ def test_two_processes_give_the_same_results_as_one(hosts_server: FixtureServer,
     urls = corpus(tmp_path, hosts_server, 12, "/slow-headers/40")
     hosts_server.reset()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    split = subprocess.run(
-        monitor(config(tmp_path, "split", 2), "check", "-f", "json"),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+
+    def check(name: str, parts: int) -> subprocess.CompletedProcess[str]:
+        command = monitor(config(tmp_path, name, parts), "check", "-f", "json")
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+    split = check("split", 2)
     assert split.returncode == 2, split.stderr[-2000:]  # the 404s are errors
     logs = [json.loads(line) for line in split.stderr.splitlines() if line.startswith("{")]
     assert any(e["event"] == "run.processes" and e["processes"] == 2 for e in logs)
     assert [e["event"] for e in logs].count("run.finished") == 1  # the parent ends the run, once
     assert max(hosts_server.peak_by_host().values()) <= PER_HOST
     assert len(hosts_server.requests("/slow-headers")) == len([u for u in urls if "slow-headers" in u])
-    single = subprocess.run(
-        monitor(config(tmp_path, "single", 1), "check", "-f", "json"),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
+    single = check("single", 1)
     assert single.returncode == 2, single.stderr[-2000:]
     assert not any('"run.processes"' in line for line in single.stderr.splitlines())
     got, want = verdicts("split", tmp_path), verdicts("single", tmp_path)

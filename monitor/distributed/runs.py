@@ -146,12 +146,7 @@ def _close(conn: Connection, run_id: int, state: str, error: str | None, lease_h
     )
     if won.rowcount != 1:
         return False
-    res = store.RES
-    counts: dict[str, int] = dict(
-        conn.execute(
-            select(res.c.verdict, func.count()).where(res.c.run_id == run_id).group_by(res.c.verdict)
-        ).all()
-    )
+    counts = store.verdict_counts(conn, run_id)
     conn.execute(
         update(R)
         .where(R.c.id == run_id)

@@ -89,16 +89,18 @@ def set_total(engine: Engine, run_id: int, total: int) -> None:
         conn.execute(update(R).where(R.c.id == run_id).values(total_targets=total))
 
 
+def verdict_counts(conn: Connection, run_id: int) -> dict[str, int]:
+    """Verdict → number of result rows of a run (what a closed run records in ``run.counts``)."""
+    query = select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
+    return {verdict: int(n) for verdict, n in conn.execute(query)}
+
+
 def finish_run(
     engine: Engine, run_id: int, *, state: str, now: datetime, error: str | None = None
 ) -> dict[str, int]:
     """Close a run: state, end time, and verdict counts computed from its result rows."""
     with engine.begin() as conn:
-        counts = dict(
-            conn.execute(
-                select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
-            ).all()
-        )
+        counts = verdict_counts(conn, run_id)
         checked = sum(counts.values())
         conn.execute(
             update(R)
@@ -131,11 +133,7 @@ def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelt
             if dead_here or beat is None or beat < now - stale_after:
                 stale.append(run_id)
         for run_id in stale:
-            counts = dict(
-                conn.execute(
-                    select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
-                ).all()
-            )
+            counts = verdict_counts(conn, run_id)
             conn.execute(
                 update(R)
                 .where(R.c.id == run_id)
@@ -449,11 +447,7 @@ def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
 def run_counts(engine: Engine, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
     """(verdict → count, severity → count) of a run's results."""
     with engine.connect() as conn:
-        by_verdict = dict(
-            conn.execute(
-                select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
-            ).all()
-        )
+        by_verdict = verdict_counts(conn, run_id)
         by_severity = dict(
             conn.execute(
                 select(RES.c.severity, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.severity)
