@@ -20,10 +20,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import structlog
 from sqlalchemy import Connection, Engine, ScalarSelect, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.config import PruneJob, Settings
+from monitor.store.db import dialect_insert
 from monitor.store.models import ResultRow, RollupRow, RunRow, SizeCheckRow
 
 RES = ResultRow.__table__
@@ -110,7 +109,7 @@ def _add_to_rollup(conn: Connection, keys: Iterable[tuple[date, str]]) -> None:
     counts = Counter(keys)
     if not counts:
         return
-    ins = pg_insert(ROLL) if conn.dialect.name == "postgresql" else sqlite_insert(ROLL)
+    ins = dialect_insert(conn, ROLL)
     stmt = ins.on_conflict_do_update(
         index_elements=[ROLL.c.day, ROLL.c.verdict], set_={"count": ROLL.c.count + ins.excluded.count}
     )

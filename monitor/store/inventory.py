@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.store.db import insert_ignore
 from monitor.store.models import ArticleRow, CorpusErrorRow, FindingRow, OccurrenceRow, UrlRow
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
 
@@ -45,15 +44,6 @@ class Parsed:
     findings: list[Finding]
 
 
-def _upsert_ignore(conn: Connection, table: object) -> object:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
-    if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
-    return insert(table).prefix_with("IGNORE")  # type: ignore[arg-type]
-
-
 def known_files(engine: Engine) -> dict[str, KnownFile]:
     """Every article path the database knows, with the stat and hash of its last read."""
     with engine.connect() as conn:
@@ -74,7 +64,7 @@ def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict
     for start in range(0, len(items), _IN_CHUNK):
         chunk = items[start : start + _IN_CHUNK]
         conn.execute(
-            _upsert_ignore(conn, U),  # type: ignore[arg-type]
+            insert_ignore(conn, U),
             [
                 {"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now}
                 for u, roles in chunk

@@ -19,10 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import Engine, and_, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from monitor.store import results
+from monitor.store.db import dialect_insert
 from monitor.store.models import LeaseRow
 
 L = LeaseRow.__table__
@@ -60,7 +59,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
     at = now or _now()
     values = {"holder": holder, "acquired_at": at, "expires_at": at + timedelta(seconds=ttl_s)}
     with engine.begin() as conn:
-        ins = pg_insert(L) if conn.dialect.name == "postgresql" else sqlite_insert(L)
+        ins = dialect_insert(conn, L)
         inserted = ins.values(name=name, **values).on_conflict_do_nothing().returning(L.c.name)
         if conn.execute(inserted).first() is not None:  # rowcount is not reliable for INSERTs
             return True

@@ -30,9 +30,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from monitor.store.db import insert_ignore
 from monitor.store.models import (
     ArticleRow,
     OccurrenceRow,
@@ -58,12 +57,6 @@ FAILING = [v.value for v in Verdict if v.is_failure]
 def holder_id() -> str:
     """Who runs this process: host and pid, stored on runs and leases."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _insert_ignore(conn: Connection, table: object) -> object:
-    if conn.dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
-    return sqlite_insert(table).on_conflict_do_nothing()  # type: ignore[arg-type]
 
 
 def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime) -> int:
@@ -385,9 +378,9 @@ class BatchWrite:
 
 def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime) -> None:
     if batch.results:
-        _executemany(conn, "result", lambda: _insert_ignore(conn, RES), batch.results)
+        _executemany(conn, "result", lambda: insert_ignore(conn, RES), batch.results)
     if batch.size_checks:
-        _executemany(conn, "size_check", lambda: _insert_ignore(conn, SC), batch.size_checks)
+        _executemany(conn, "size_check", lambda: insert_ignore(conn, SC), batch.size_checks)
     if batch.url_updates:
         keys = [k for k in batch.url_updates[0] if k != "b_id"]
         _executemany(
