@@ -3,6 +3,8 @@
 Reports go to ``reports.folder`` as ``<file_pattern>.<ext>`` for each configured format,
 plus a ``latest.<ext>`` copy; every file is written to a temporary name and renamed
 into place, so a reader (a web server, a mail job) never sees a half-written report.
+A finished scheduled run is marked once its files are written: one whose writer died or
+failed (a crash, a full disk) is written by the next nightly job or distributed sweep.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from sqlalchemy import Engine
 
 from monitor.config import ReportSettings, Settings
 from monitor.executors import ProcrastinateExecutor, QueuedRun
-from monitor.pipeline import RunOutcome, run_check
+from monitor.pipeline import RunOutcome, run_check, utcnow
+from monitor.store import results as store
 from monitor.store.lease import hold_corpus_check
 
 log = structlog.get_logger("monitor.jobs")
@@ -32,6 +35,7 @@ async def nightly_check(settings: Settings, engine: Engine, stop: asyncio.Event)
         queued = await ProcrastinateExecutor().start(settings, engine, trigger="schedule")
         log.info("run.queued", run_id=queued.run_id, shards=queued.shards, targets=queued.targets)
         return queued
+    await asyncio.to_thread(write_pending_reports, engine, settings.reports)
     async with hold_corpus_check(engine, settings.jobs.lock_ttl_seconds, lost=stop):
         outcome = await run_check(settings, engine, trigger="schedule", stop=stop)
     if outcome.state == "finished":
@@ -42,11 +46,36 @@ async def nightly_check(settings: Settings, engine: Engine, stop: asyncio.Event)
 
 
 def write_run_reports(engine: Engine, reports: ReportSettings, run_id: int) -> list[Path]:
-    """Render run ``run_id`` in every configured format; returns the files written (latest.* included)."""
+    """Render run ``run_id`` in every configured format and mark them written; returns the files.
+
+    ``latest.*`` is written too unless a newer scheduled run has finished (a late catch-up must
+    not replace the newest report).
+    """
     from reports import build_report, write_reports
 
     data = build_report(engine, run_id, trend_runs=reports.trend_runs)
     written = write_reports(data, reports.folder, reports.formats, reports.file_pattern)
-    written += write_reports(data, reports.folder, reports.formats, "latest")
+    newest = store.newest_scheduled_run(engine)
+    if newest is None or newest <= run_id:
+        written += write_reports(data, reports.folder, reports.formats, "latest")
+    store.mark_reports_written(engine, run_id, utcnow())
     log.info("reports.written", run_id=run_id, files=[str(p) for p in written])
     return written
+
+
+def write_pending_reports(engine: Engine, reports: ReportSettings) -> int:
+    """Write the files of finished scheduled runs whose writer died or failed; returns how many runs.
+
+    A run that still cannot be written (the folder unwritable, say) is logged and stays pending.
+    """
+    from reports import ReportError
+
+    done = 0
+    for run_id in store.unwritten_reports(engine):
+        try:
+            write_run_reports(engine, reports, run_id)
+        except (OSError, ReportError) as exc:
+            log.error("reports.failed", run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            continue
+        done += 1
+    return done

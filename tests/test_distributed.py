@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from monitor.config import ConfigError, load_settings
 from monitor.distributed import shards
 from monitor.executors import LocalExecutor, ProcrastinateExecutor, executor_for
+from monitor.store import results as store
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
 from tests.pg_schema import pg_schema_url
@@ -78,13 +79,15 @@ def test_distributed_mode_refuses_sqlite(tmp_path: Path) -> None:
 
 
 def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
-    """Upgrading a fresh SQLite database reaches revision 0003 with the three shard tables."""
+    """Upgrading a fresh SQLite database reaches revision 0004 with the three shard tables and
+    the delivery marks of alerts and reports."""
     engine = open_engine(f"sqlite:///{tmp_path}/m.db")
     tables = set(inspect(engine).get_table_names())
     assert {"run_shard", "run_fanout", "run_event"} <= tables
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
+    assert "reports_written_at" in {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
 
 
 def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
@@ -224,6 +227,7 @@ class Farm:
             f"[distributed]\nenabled = {'true' if enabled else 'false'}\nshard_size = 100\n"
             "host_split_threshold = 150\nheartbeat_seconds = 0.5\nstall_seconds = 2.5\nmax_attempts = 5\n"
             '[logging]\nformat = "json"\n'
+            f'[reports]\nfolder = "{self.tmp}/reports"\nformats = ["json"]\n'
         )
         return cfg
 
@@ -514,7 +518,7 @@ OUTBOX = [  # what the batches of two shards stored; a.test has enough broken li
 ]
 
 
-def completed_run(farm: Farm) -> tuple[Any, Any, int]:
+def completed_run(farm: Farm, trigger: str = "cli") -> tuple[Any, Any, int]:
     """(settings, engine, run id) of a run whose shards all committed OUTBOX and completed, not finalized."""
     from monitor.distributed import ledger, runs
     from monitor.inventory import sync_inventory
@@ -524,7 +528,7 @@ def completed_run(farm: Farm) -> tuple[Any, Any, int]:
     settings = load_settings(farm.config)
     engine = open_engine(farm.url)
     sync_inventory(engine, settings.corpus, None)
-    run_id, planned, _ = runs._plan(settings, engine, runs.run_holder(), "cli", False)
+    run_id, planned, _ = runs._plan(settings, engine, runs.run_holder(), trigger, False)
     for n, (shard_id, _lock) in enumerate(planned):
         claim = ledger.claim(engine, shard_id, "test:1", None)
         assert claim is not None
@@ -626,6 +630,34 @@ def test_alerts_logged_but_not_marked_are_emitted_again_under_the_same_event_ids
     assert sorted(without_ids(once)) == sorted(expected_alerts())
     assert [e["event_id"] for e in once] == [e["event_id"] for e in twice]
     assert without_ids(once) == without_ids(twice)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_reports_lost_with_a_finalizer_that_died_are_written_by_the_next_drain(
+    farm: Farm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduled run's finalizer that dies after its commit, before the report files, leaves
+    the run marked unwritten; the next drain (a worker's reaper, the next planner) writes them."""
+    import jobs.nightly
+    from monitor.distributed import runs
+
+    settings, engine, run_id = completed_run(farm, trigger="schedule")
+
+    def crash(*_: Any) -> None:
+        raise RuntimeError("killed before the report files")
+
+    monkeypatch.setattr(jobs.nightly, "write_run_reports", crash)
+    with pytest.raises(RuntimeError):
+        runs.finalize(settings, engine, run_id)
+    monkeypatch.undo()
+    assert store.unwritten_reports(engine) == [run_id]
+    assert not (farm.tmp / "reports").exists()
+
+    runs.deliver_pending(settings, engine)
+    assert store.unwritten_reports(engine) == []
+    latest = json.loads((farm.tmp / "reports" / "latest.json").read_text(encoding="utf-8"))
+    assert latest["run"]["id"] == run_id and latest["run"]["state"] == "finished"
     engine.dispose()
 
 

@@ -29,6 +29,7 @@ from jobs.runner import execute
 from jobs.scheduler import JobSpec, build_scheduler, describe_jobs, job_specs, serve, sync_jobs
 from monitor.cli import app
 from monitor.config import PruneJob, Settings, load_settings
+from monitor.pipeline import run_check
 from monitor.store import results as store_results
 from monitor.store.db import open_engine
 from monitor.store.lease import CORPUS_CHECK, LeaseBusy, acquire
@@ -141,6 +142,53 @@ async def test_nightly_check_writes_run_reports_and_latest(
     latest = (tmp_path / "reports" / "latest.json").read_text(encoding="utf-8")
     assert latest == (tmp_path / "reports" / f"{stem}.json").read_text(encoding="utf-8")
     assert json.loads(latest)["run"]["id"] == outcome.run_id
+
+
+async def test_reports_a_dead_writer_left_are_written_by_the_next_nightly_job(
+    setup: Callable[..., tuple[Settings, Engine]], server: FixtureServer, tmp_path: Path
+) -> None:
+    """A scheduled run that finished but whose report writer died (here: never ran) or failed (an
+    unwritable folder) is caught up by the next nightly job; latest.* ends on the newest run."""
+    from jobs.nightly import write_pending_reports
+
+    write_article(tmp_path / "corpus", "a", [server.url("/status/200?late")])
+    settings, engine = setup()
+    dead = await run_check(settings, engine, trigger="schedule")  # finished; its writer "died"
+    assert store_results.unwritten_reports(engine) == [dead.run_id]
+    (tmp_path / "reports").write_text("not a folder")  # the next attempt fails: stays pending
+    with capture_logs() as logs:
+        assert write_pending_reports(engine, settings.reports) == 0
+    assert [e["run_id"] for e in logs if e["event"] == "reports.failed"] == [dead.run_id]
+    assert store_results.unwritten_reports(engine) == [dead.run_id]
+    (tmp_path / "reports").unlink()
+
+    outcome = await nightly_check(settings, engine, asyncio.Event())
+    assert store_results.unwritten_reports(engine) == []
+    reports = tmp_path / "reports"
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    for run_id in (dead.run_id, outcome.run_id):
+        assert json.loads((reports / f"report-{run_id}-{day}.json").read_text())["run"]["id"] == run_id
+    assert json.loads((reports / "latest.json").read_text())["run"]["id"] == outcome.run_id
+
+
+async def test_a_late_report_leaves_latest_on_the_newest_run(
+    setup: Callable[..., tuple[Settings, Engine]], server: FixtureServer, tmp_path: Path
+) -> None:
+    """Catching up an older run's report writes its own files but not latest.*."""
+    from jobs.nightly import write_pending_reports
+
+    write_article(tmp_path / "corpus", "a", [server.url("/status/200?order")])
+    settings, engine = setup()
+    older = await run_check(settings, engine, trigger="schedule")
+    newer = await nightly_check(settings, engine, asyncio.Event())  # catches up `older` first
+    assert store_results.unwritten_reports(engine) == []
+    with engine.begin() as conn:  # as if `older`'s writer had died after `newer` wrote its files
+        conn.execute(RUN.update().where(RUN.c.id == older.run_id).values(reports_written_at=None))
+    (tmp_path / "reports" / "latest.json").unlink()
+    (tmp_path / "reports" / "latest.html").unlink()
+    assert write_pending_reports(engine, settings.reports) == 1
+    assert not (tmp_path / "reports" / "latest.json").exists()
+    assert newer.run_id > older.run_id
 
 
 async def test_nightly_check_refuses_while_another_check_holds_the_lock(

@@ -244,11 +244,16 @@ def deliver_alerts(settings: Settings, engine: Engine, run_id: int) -> list[aler
 
 
 def deliver_pending(settings: Settings, engine: Engine) -> int:
-    """Emit the alerts of every ended run whose emitter died (workers' reapers, the next planner)."""
+    """Emit the alerts of every ended run whose emitter died, and write the report files of every
+    finished scheduled run whose finalizer died before writing them (workers' reapers, the next
+    planner); returns the number of alert events emitted."""
+    from jobs.nightly import write_pending_reports
+
     emitted = 0
     for run_id in ledger.undelivered_runs(engine):
         events = deliver_alerts(settings, engine, run_id)
         emitted += len(events or ())
+    write_pending_reports(engine, settings.reports)
     return emitted
 
 

@@ -113,6 +113,8 @@ class RunRow(SQLModel, table=True):
     counts: str = Field(default="{}", sa_type=Text)  # JSON: verdict -> count
     error: str | None = Field(default=None, sa_type=Text)
     holder: str | None = Field(default=None, max_length=200)
+    # a finished scheduled run's report files: NULL until written (a writer that died is caught up)
+    reports_written_at: datetime | None = None
 
 
 class ResultRow(SQLModel, table=True):

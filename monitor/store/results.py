@@ -432,6 +432,31 @@ def _executemany(conn: Connection, name: str, build: Callable[[], Any], rows: li
     conn.exec_driver_sql(sql, params)
 
 
+def unwritten_reports(engine: Engine) -> list[int]:
+    """Finished scheduled runs whose report files were never written (writer died or failed), oldest first."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(R.c.id)
+                .where(R.c.trigger == "schedule", R.c.state == "finished", R.c.reports_written_at.is_(None))
+                .order_by(R.c.id)
+            ).scalars()
+        )
+
+
+def newest_scheduled_run(engine: Engine) -> int | None:
+    """The newest finished scheduled run: the one ``latest.*`` report files show."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.max(R.c.id)).where(R.c.trigger == "schedule", R.c.state == "finished")
+        ).scalar()
+
+
+def mark_reports_written(engine: Engine, run_id: int, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(R).where(R.c.id == run_id).values(reports_written_at=now))
+
+
 def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
     with engine.begin() as conn:
         conn.execute(update(R).where(R.c.id == run_id).values(heartbeat_at=now))
