@@ -5,7 +5,9 @@ shared aiohttp session (several times less CPU per request than httpx's own tran
 machine; figures in ``bench/transport_cpu.py``). The session is ours, so we choose its
 connector (a resolver that enforces the SSRF guard on the addresses it returns, no connection
 to anything unchecked), its header limits (``max_header_bytes``, 128 headers) and a cookie
-jar that keeps nothing. aiohttp has no HTTP/2: ``http2 = true`` is logged and HTTP/1.1 is used.
+jar that keeps nothing. aiohttp has no HTTP/2: with ``http2 = true`` the same requests go
+through ``transport_h2.Http2Transport`` (httpcore, HTTP/2 where a TLS server offers it, more CPU
+per request), behind the same guard and limits.
 
 What this module owns, per URL (remapped first by ``http.remap``):
 
@@ -57,6 +59,7 @@ from monitor.hosts import HostLimiter, host_settings
 from monitor.probe import ImageProbe
 from monitor.retry import backoff, parse_retry_after, should_retry
 from monitor.transport import SessionResponse, SessionTransport, bodyless_request
+from monitor.transport_h2 import Http2Transport
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
 from monitor.urls import host_key, redact_url
 
@@ -430,7 +433,7 @@ class Fetcher:
         self.stats = FetchStats(host_peak_in_flight=self._limiter.peaks)
         self._inflight: dict[tuple[str, TargetKind], asyncio.Task[FetchOutcome]] = {}
         self._headers_cache: dict[tuple[str, TargetKind, bool], httpx.Headers] = {}
-        self._transport: SessionTransport | None = None
+        self._transport: SessionTransport | Http2Transport | None = None
         self._global: asyncio.Semaphore | None = None
 
     @property
@@ -439,16 +442,25 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         http = self._http
-        if http.http2:
-            log.warning("fetch.http2_unsupported", detail="the aiohttp transport speaks HTTP/1.1 only")
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
-        ssl_context = httpx.create_ssl_context(verify=True) if http.verify_tls else False
+        ssl_context = httpx.create_ssl_context(verify=True) if http.verify_tls else None
+        self._global = asyncio.Semaphore(http.concurrency)
+        if http.http2:
+            self._transport = Http2Transport(
+                GuardedResolver(self._guard),
+                ssl_context=ssl_context,
+                connect=http.connect_timeout,
+                read=http.read_timeout,
+                max_connections=http.concurrency,
+                proxy=http.proxy,
+            )
+            return self
         connector = aiohttp.TCPConnector(
             limit=http.concurrency,
             limit_per_host=0,  # per-host limits are ours (HostLimiter), with overrides and spacing
             resolver=GuardedResolver(self._guard),
             ttl_dns_cache=300,
-            ssl=ssl_context,
+            ssl=ssl_context if ssl_context is not None else False,
         )
         session = aiohttp.ClientSession(
             connector=connector,
@@ -463,7 +475,6 @@ class Fetcher:
         self._transport = SessionTransport(
             session, connect=http.connect_timeout, read=http.read_timeout, proxy=http.proxy
         )
-        self._global = asyncio.Semaphore(http.concurrency)
         return self
 
     async def __aexit__(

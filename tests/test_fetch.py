@@ -14,6 +14,7 @@ import ssl
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,7 @@ from monitor.fetch import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_except
 from monitor.guard import BlockedAddress
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
+from tests.h2server import H2Server
 from tests.server import HTML, FixtureServer, Seen
 
 PAGE, IMAGE = TargetKind.PAGE, TargetKind.IMAGE
@@ -661,12 +663,65 @@ async def test_credentials_never_reach_the_outcome(server: FixtureServer) -> Non
     assert "authorization" not in second.headers
 
 
-async def test_http2_request_falls_back_to_http11(server: FixtureServer) -> None:
-    """http2 = true is logged as unsupported by the transport and the fetch proceeds over HTTP/1.1."""
+# --- http2 = true: HTTP/2 where a TLS server offers it, the same guard and judging -------------
+
+
+@pytest.fixture(scope="module")
+def h2() -> Iterator[H2Server]:
+    server = H2Server().start()
+    yield server
+    server.stop()
+
+
+async def fetch_h2(
+    h2: H2Server, path: str, kind: TargetKind = PAGE, host: str = "127.0.0.1", **overrides: Any
+) -> FetchOutcome:
+    settings = http_settings(http2=True, **{"verify_tls": False, **overrides})
+    async with Fetcher(settings, LOOPBACK) as fetcher:
+        return await fetcher.fetch(target(h2.url(path, host), kind))
+
+
+async def test_http2_pages_head_then_get_over_one_h2_server(h2: H2Server) -> None:
+    """The server speaks only HTTP/2, so an answer proves the protocol; a failed HEAD still falls
+    back to GET, and a redirect is followed hop by hop."""
+    ok = await fetch_h2(h2, "/status/200?a")
+    assert (ok.status, ok.method, ok.failure) == (200, "HEAD", None)
+    missing = await fetch_h2(h2, "/status/404?b")
+    assert (missing.status, missing.method) == (404, "GET")
+    moved = await fetch_h2(h2, "/redirect?c")
+    assert moved.status == 200 and [hop.status for hop in moved.redirects] == [301]
+    assert moved.final_url == h2.url("/status/200")
+    assert ("HEAD", "/status/200?a") in h2.seen
+    assert [m for m, p in h2.seen if p == "/status/404?b"] == ["HEAD", "GET"]
+
+
+async def test_http2_image_size_is_read_from_the_stream(h2: H2Server) -> None:
+    outcome = await fetch_h2(h2, "/image/pngsuite/basi0g16.png", IMAGE)
+    assert outcome.status == 200 and outcome.image is not None
+    assert (outcome.image.format, outcome.image.size) == ("png", Size(32, 32))
+
+
+async def test_http2_verifies_certificates_unless_told_not_to(h2: H2Server) -> None:
+    """TLS verification stays on by default: the self-signed test certificate is refused."""
+    outcome = await fetch_h2(h2, "/status/200?verify", verify_tls=True)
+    assert outcome.status is None and outcome.failure is FetchFailure.TLS
+
+
+async def test_http2_transport_keeps_the_address_guard(h2: H2Server) -> None:
+    """A name resolving to loopback is refused by the guard, as with the default transport."""
+    settings = http_settings(http2=True, verify_tls=False)
+    async with Fetcher(settings, SafetySettings()) as fetcher:
+        outcome = await fetcher.fetch(target(h2.url("/status/200?guard", "localhost")))
+    assert outcome.failure is FetchFailure.BLOCKED_ADDRESS
+    assert ("HEAD", "/status/200?guard") not in h2.seen
+
+
+async def test_http2_setting_still_checks_plain_http_over_http11(server: FixtureServer) -> None:
+    """Cleartext URLs stay on HTTP/1.1 (no h2c), with no warning."""
     with structlog.testing.capture_logs() as logs:
-        outcome = await fetch(server, "/status/200", http2=True)
-    assert outcome.status == 200
-    assert [entry["event"] for entry in logs] == ["fetch.http2_unsupported"]
+        outcome = await fetch(server, "/status/200?h2c", http2=True)
+    assert (outcome.status, outcome.failure) == (200, None)
+    assert not [entry for entry in logs if entry["log_level"] in ("warning", "error")]
 
 
 async def test_invalid_url_is_reported_not_raised() -> None:
