@@ -13,6 +13,7 @@ httpx's, so ``fetch.classify_exception`` reads both transports alike.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
@@ -74,7 +75,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
+        async with asyncio.timeout(timeout):  # the lookup counts towards the connect timeout
+            addresses = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
         failure: Exception | None = None
         for address in addresses:
             try:

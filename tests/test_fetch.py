@@ -581,10 +581,13 @@ async def test_redirect_to_a_refused_address_is_blocked(server: FixtureServer) -
     assert [s.host for s in server.requests("/")] == [f"localhost:{server.port}"]
 
 
-async def test_proxy_resolves_names_and_literals_are_still_guarded(server: FixtureServer) -> None:
+@pytest.mark.parametrize("http2", [False, True], ids=["default", "http2"])
+async def test_proxy_resolves_names_and_literals_are_still_guarded(
+    server: FixtureServer, http2: bool
+) -> None:
     """Through a proxy, a name is not resolved here (the proxy does it), while a private IP literal
     is still refused before anything is sent; the proxy itself may be on a private address."""
-    async with Fetcher(http_settings(proxy=server.url("")), SafetySettings()) as fetcher:
+    async with Fetcher(http_settings(proxy=server.url(""), http2=http2), SafetySettings()) as fetcher:
         named = await fetcher.fetch(target("http://origin.example/status/200"))
         literal = await fetcher.fetch(target("http://10.1.2.3/status/200"))
     assert (named.status, named.failure) == (200, None)
