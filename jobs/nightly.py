@@ -10,6 +10,7 @@ failed (a crash, a full disk) is written by the next nightly job or distributed 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import structlog
@@ -63,19 +64,31 @@ def write_run_reports(engine: Engine, reports: ReportSettings, run_id: int) -> l
     return written
 
 
-def write_pending_reports(engine: Engine, reports: ReportSettings) -> int:
+# (database, run id) -> monotonic time before which a holding-off caller in this process skips it
+_HELD_OFF: dict[tuple[str, int], float] = {}
+
+
+def write_pending_reports(engine: Engine, reports: ReportSettings, *, hold_off: float = 0.0) -> int:
     """Write the files of finished scheduled runs whose writer died or failed; returns how many runs.
 
     A run that still cannot be written (the folder unwritable, say) is logged and stays pending.
+    ``hold_off`` (seconds) spares a frequent caller (a worker's reaper) from rebuilding and
+    logging the same failing report every period: with it, this process tries a run that failed
+    again only after that long. Without it (the nightly job) every pending run is tried.
     """
     from reports import ReportError
 
     done = 0
     for run_id in store.unwritten_reports(engine):
+        key = (str(engine.url), run_id)
+        if hold_off and time.monotonic() < _HELD_OFF.get(key, 0.0):
+            continue
         try:
             write_run_reports(engine, reports, run_id)
         except (OSError, ReportError) as exc:
             log.error("reports.failed", run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            _HELD_OFF[key] = time.monotonic() + hold_off
             continue
+        _HELD_OFF.pop(key, None)
         done += 1
     return done

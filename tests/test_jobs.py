@@ -157,7 +157,8 @@ async def test_reports_a_dead_writer_left_are_written_by_the_next_nightly_job(
     assert store_results.unwritten_reports(engine) == [dead.run_id]
     (tmp_path / "reports").write_text("not a folder")  # the next attempt fails: stays pending
     with capture_logs() as logs:
-        assert write_pending_reports(engine, settings.reports) == 0
+        assert write_pending_reports(engine, settings.reports, hold_off=600) == 0
+        assert write_pending_reports(engine, settings.reports, hold_off=600) == 0  # held off: not retried
     assert [e["run_id"] for e in logs if e["event"] == "reports.failed"] == [dead.run_id]
     assert store_results.unwritten_reports(engine) == [dead.run_id]
     (tmp_path / "reports").unlink()

@@ -40,6 +40,7 @@ from monitor.store.models import LeaseRow, RunRow
 
 log = structlog.get_logger("monitor.distributed")
 EMIT_IDLE_LIMIT = "10min"  # longest pause PostgreSQL allows an alert emitter holding its claim
+REPORT_RETRY_SECONDS = 600.0  # a drain retries a run whose report files failed after this long
 R = RunRow.__table__
 L = LeaseRow.__table__
 
@@ -253,7 +254,7 @@ def deliver_pending(settings: Settings, engine: Engine) -> int:
     for run_id in ledger.undelivered_runs(engine):
         events = deliver_alerts(settings, engine, run_id)
         emitted += len(events or ())
-    write_pending_reports(engine, settings.reports)
+    write_pending_reports(engine, settings.reports, hold_off=REPORT_RETRY_SECONDS)
     return emitted
 
 
