@@ -14,9 +14,10 @@ httpx's, so ``fetch.classify_exception`` reads both transports alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpcore
@@ -41,19 +42,19 @@ _ERRORS: dict[type[Exception], type[httpx.TransportError]] = {
 }
 
 
-def _as_httpx(exc: Exception) -> Exception | None:
-    """The httpx exception for an httpcore one, caused by what httpcore wrapped; None for others.
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpcore's exceptions raised as httpx's, caused by what httpcore wrapped; others unchanged.
 
     httpcore's pool re-raises ``from None``, which drops the wrapped error (an ``ssl`` or socket
     error the classifier needs) from the chain; it is still the exception's first argument.
     """
-    for core, ours in _ERRORS.items():
-        if isinstance(exc, core):
-            mapped = ours(str(exc))
-            wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
-            mapped.__cause__ = wrapped
-            return mapped
-    return None
+    try:
+        yield
+    except tuple(_ERRORS) as exc:
+        ours = next(mapped for core, mapped in _ERRORS.items() if isinstance(exc, core))
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+        raise ours(str(exc)) from wrapped
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
@@ -108,14 +109,9 @@ class _Body(httpx.AsyncByteStream):
         self._response = response
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
+        with _httpx_errors():
             async for chunk in self._response.aiter_stream():
                 yield chunk
-        except Exception as exc:
-            mapped = _as_httpx(exc)
-            if mapped is None:
-                raise
-            raise mapped  # noqa: B904 (the cause is set: what httpcore wrapped)
 
     async def aclose(self) -> None:
         await self._response.aclose()  # mid-body: the HTTP/2 stream is reset, HTTP/1.1 closed
@@ -161,13 +157,8 @@ class Http2Transport(httpx.AsyncBaseTransport):
             headers=request.headers.raw,
             extensions={"timeout": self._timeout},
         )
-        try:
+        with _httpx_errors():
             response = await self._pool.handle_async_request(core)
-        except Exception as exc:
-            mapped = _as_httpx(exc)
-            if mapped is None:
-                raise
-            raise mapped  # noqa: B904 (the cause is set: what httpcore wrapped)
         return httpx.Response(
             response.status,
             headers=response.headers,
