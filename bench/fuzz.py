@@ -78,8 +78,8 @@ def _atheris():  # type: ignore[no-untyped-def]
 
 
 def target_corpus(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    from monitor.corpus import CorpusFile, read_article
-    from monitor.links import extract
+    from monitor.corpus.read import CorpusFile, read_article
+    from monitor.links.extract import extract
     from monitor.types import Article, CorpusError
 
     path = _SCRATCH
@@ -116,7 +116,7 @@ def _value(fdp, depth: int) -> object:  # type: ignore[no-untyped-def]
 
 
 def target_links(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    from monitor.links import extract
+    from monitor.links.extract import extract
     from monitor.types import Article, FindingKind
 
     fdp = atheris.FuzzedDataProvider(data)
@@ -168,7 +168,7 @@ def target_amp(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
 
 
 def target_probe(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    from monitor.probe import ImageProbe, probe_bytes
+    from monitor.probe.parsers import ImageProbe, probe_bytes
 
     fdp = atheris.FuzzedDataProvider(data)
     cap = fdp.PickValueInList([64, 1024, 4096, 512 * 1024])
@@ -202,9 +202,9 @@ def run_one(name: str, seconds: int, extra: list[str]) -> int:
     atheris = _atheris()
     assert atheris is not None
     with atheris.instrument_imports():
-        import monitor.corpus
-        import monitor.links
-        import monitor.probe
+        import monitor.corpus.read
+        import monitor.links.extract
+        import monitor.probe.parsers
         import monitor.urls  # noqa: F401
     func = globals()[f"target_{name}"]
 

@@ -12,16 +12,16 @@ ms/request is the figure), on the second 2026-11-26 machine:
     option                                        CPU ms/request   requests/s
     httpx, default transport, one pool                  3.18            314
     httpx, default transport, client per host           1.72            581
-    httpx + monitor.transport.SessionTransport          0.32           3108
+    httpx + monitor.fetch.transport.SessionTransport          0.32           3108
     raw aiohttp                                         0.09          10585
-    monitor.fetch.Fetcher, pages (HEAD)                 0.22           4530
-    monitor.fetch.Fetcher, images (GET+probe)           0.28           3602
+    monitor Fetcher, pages (HEAD)                 0.22           4530
+    monitor Fetcher, images (GET+probe)           0.28           3602
 
-With ``http2 = true`` the Fetcher sends through ``monitor.transport_h2`` (httpcore, which has
+With ``http2 = true`` the Fetcher sends through ``monitor.fetch.transport_h2`` (httpcore, which has
 HTTP/2) instead: 0.82 ms/request against 0.18 for the default (5,000 pages, both in one run on
 2026-11-27; cleartext, so httpcore's HTTP/1.1 path). That is why HTTP/2 is opt-in.
 
-Decision: httpx's request/response API over ``monitor.transport.SessionTransport`` (one shared
+Decision: httpx's request/response API over ``monitor.fetch.transport.SessionTransport`` (one shared
 aiohttp session, everything constant decided once), 5-10x cheaper than httpx's own transport.
 The whole Fetcher (host limiter, guard, redirects, cookies, outcome; plus the image probe)
 costs less than a plain ``client.get`` over the same transport because it builds its requests
@@ -47,8 +47,8 @@ import aiohttp
 import httpx
 
 from monitor.config import HttpSettings, SafetySettings
-from monitor.fetch import Fetcher
-from monitor.transport import SessionTransport
+from monitor.fetch.fetcher import Fetcher
+from monitor.fetch.transport import SessionTransport
 from monitor.types import Target, TargetKind
 from monitor.urls import host_key
 
@@ -139,12 +139,12 @@ def _fetcher(kind: TargetKind, http2: bool = False) -> Runner:
 OPTIONS: dict[str, tuple[Runner, str]] = {
     "httpx, default transport, one pool": (httpx_shared, "/status/200"),
     "httpx, default transport, client per host": (httpx_per_host, "/status/200"),
-    "httpx + monitor.transport.SessionTransport": (httpx_session, "/status/200"),
+    "httpx + monitor.fetch.transport.SessionTransport": (httpx_session, "/status/200"),
     "raw aiohttp": (raw_aiohttp, "/status/200"),
-    "monitor.fetch.Fetcher, pages (HEAD)": (_fetcher(TargetKind.PAGE), "/status/200"),
-    "monitor.fetch.Fetcher, images (GET+probe)": (_fetcher(TargetKind.IMAGE), "/image/pngsuite/basn2c16.png"),
-    # http2 = true: monitor.transport_h2 (httpcore); cleartext here, so its HTTP/1.1 path
-    "monitor.fetch.Fetcher, pages, http2 = true": (_fetcher(TargetKind.PAGE, http2=True), "/status/200"),
+    "monitor Fetcher, pages (HEAD)": (_fetcher(TargetKind.PAGE), "/status/200"),
+    "monitor Fetcher, images (GET+probe)": (_fetcher(TargetKind.IMAGE), "/image/pngsuite/basn2c16.png"),
+    # http2 = true: monitor.fetch.transport_h2 (httpcore); cleartext here, so its HTTP/1.1 path
+    "monitor Fetcher, pages, http2 = true": (_fetcher(TargetKind.PAGE, http2=True), "/status/200"),
 }
 
 

@@ -1,5 +1,6 @@
 """Re-check only the URLs whose current state is failing, so a recovery shows up within
-the hour instead of the next night. Holds the same corpus-check lease as every check.
+the hour instead of the next night. Goes through the configured executor like every check
+(in distributed mode the failing URLs are queued for the workers).
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ import asyncio
 
 from sqlalchemy import Engine
 
-from jobs.runner import JobSkipped
+from jobs.outcome import JobSkipped
 from monitor.config import Settings
-from monitor.pipeline import RunOutcome, run_check
-from monitor.store.lease import hold_corpus_check
+from monitor.distributed.executor import executor_for
+from monitor.run.check import RunOutcome, RunRequest
+from monitor.run.executors import QueuedRun
 from monitor.store.results import count_plan
 
 
@@ -20,9 +22,9 @@ def failing_count(engine: Engine) -> int:
     return count_plan(engine, run_id=0, only_failing=True)
 
 
-async def recheck_failing(settings: Settings, engine: Engine, stop: asyncio.Event) -> RunOutcome:
+async def recheck_failing(settings: Settings, engine: Engine, stop: asyncio.Event) -> RunOutcome | QueuedRun:
     """Run a check of the failing URLs (trigger ``recheck``); JobSkipped when nothing is failing."""
     if await asyncio.to_thread(failing_count, engine) == 0:
         raise JobSkipped("no URL is failing")
-    async with hold_corpus_check(engine, settings.jobs.lock_ttl_seconds, lost=stop):
-        return await run_check(settings, engine, trigger="recheck", only_failing=True, stop=stop)
+    request = RunRequest(trigger="recheck", only_failing=True)
+    return await executor_for(settings).start(settings, engine, request, stop=stop)

@@ -8,42 +8,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
+from jobs.nightly import nightly_check
+from jobs.outcome import JobResult, JobSkipped
+from jobs.prune import prune_history
+from jobs.recheck import recheck_failing
 from monitor.config import Settings
 from monitor.store.lease import LeaseBusy
 
 log = structlog.get_logger("monitor.jobs")
 
 JobFn = Callable[[Settings, Engine, asyncio.Event], Awaitable[Any]]
-Status = Literal["finished", "skipped", "busy", "failed"]
-
-
-class JobSkipped(Exception):
-    """The job had nothing to do; the message says why."""
-
-
-@dataclass(slots=True)
-class JobResult:
-    """How one job execution ended, with what the job returned (a RunOutcome, a PruneOutcome)."""
-
-    job: str
-    status: Status
-    value: Any = None
-    detail: str = ""
-    duration_s: float = 0.0
 
 
 def job_functions() -> dict[str, JobFn]:
-    """Job name (the [jobs.*] config key) → function; imported lazily so the CLI stays quick."""
-    from jobs.nightly import nightly_check
-    from jobs.prune import prune_history
-    from jobs.recheck import recheck_failing
-
+    """Job name (the [jobs.*] config key) → function."""
     return {
         "nightly_check": nightly_check,
         "recheck_failing": recheck_failing,

@@ -39,7 +39,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect
 
-from jobs.runner import JOB_NAMES, JobResult, execute
+from jobs.outcome import JobResult
+from jobs.runner import JOB_NAMES, execute
 from monitor.config import Settings
 from monitor.signals import stop_on_signals
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from monitor.pipeline import run_check
+from monitor.run.check import run_check
 from monitor.store.db import open_engine
 from monitor.store.models import StateChangeRow
 from tests.server import FixtureServer

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import Settings, load_settings
-from monitor.pipeline import run_check
+from monitor.run.check import RunRequest, run_check
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, RunRow, SizeCheckRow, UrlRow
 from tests.server import FixtureServer
@@ -230,7 +230,7 @@ def test_stop_marks_run_interrupted_and_resume_finishes_it(server: FixtureServer
 
     first = asyncio.run(stopped())
     assert first.state == "interrupted" and 0 < first.checked < 12  # type: ignore[attr-defined]
-    resumed = asyncio.run(run_check(s, engine, resume=True))
+    resumed = asyncio.run(run_check(s, engine, RunRequest(resume=True)))
     assert resumed.run_id == first.run_id and resumed.state == "finished"  # type: ignore[attr-defined]
     with engine.connect() as conn:
         n, distinct = conn.execute(
@@ -308,8 +308,8 @@ def test_check_on_postgres(server: FixtureServer, tmp_path: Path) -> None:
 def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
     """Targets come host after host, never more than a host's limit at once, each exactly once,
     also with thousands of hosts of one URL each; the end is announced once the last is out."""
-    from monitor.hosts import HostLimiter
-    from monitor.pipeline import _HostQueue
+    from monitor.fetch.hosts import HostLimiter
+    from monitor.run.dispatch import HostQueue
     from monitor.store.results import Planned
     from monitor.types import Target, TargetKind
 
@@ -317,7 +317,7 @@ def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
         def planned(i: int, host: str) -> Planned:
             return Planned(i, Target(f"http://{host}/{i}", host, TargetKind.PAGE))
 
-        queue = _HostQueue(HostLimiter(2))
+        queue = HostQueue(HostLimiter(2))
         page = [planned(i, "a") for i in range(5)] + [planned(10 + i, "b") for i in range(2)]
         page += [planned(100 + i, f"h{i}") for i in range(3000)]
         queue.add(page, last=True)

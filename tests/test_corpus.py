@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor import corpus
-from monitor.corpus import CorpusFile, discover, read_article
-from monitor.links import extract
+from monitor.corpus import read as corpus
+from monitor.corpus.read import CorpusFile, discover, read_article
+from monitor.links.extract import extract
 from monitor.types import Article, CorpusError
 
 DATA = Path(__file__).parent / "data"

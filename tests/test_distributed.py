@@ -21,8 +21,10 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
 
 from monitor.config import ConfigError, load_settings
-from monitor.distributed import shards
-from monitor.executors import LocalExecutor, ProcrastinateExecutor, executor_for
+from monitor.distributed.executor import ProcrastinateExecutor, executor_for
+from monitor.run import shards
+from monitor.run.check import RunRequest
+from monitor.run.executors import LocalExecutor
 from monitor.store import results as store
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
@@ -374,7 +376,7 @@ def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
         farm.write_config(f"sqlite:///{farm.tmp}/local.db", "local.toml", enabled=False)
     )
     local_engine = open_engine(local_settings.database_url)
-    outcome = asyncio.run(LocalExecutor().start(local_settings, local_engine))
+    outcome = asyncio.run(LocalExecutor().start(local_settings, local_engine, RunRequest()))
     with local_engine.connect() as conn:
         local = dict(
             conn.execute(
@@ -521,7 +523,7 @@ OUTBOX = [  # what the batches of two shards stored; a.test has enough broken li
 def completed_run(farm: Farm, trigger: str = "cli") -> tuple[Any, Any, int]:
     """(settings, engine, run id) of a run whose shards all committed OUTBOX and completed, not finalized."""
     from monitor.distributed import ledger, runs
-    from monitor.inventory import sync_inventory
+    from monitor.run.inventory import sync_inventory
 
     config = farm.config.read_text().replace("host_down_threshold = 1000", "host_down_threshold = 2")
     farm.config.write_text(config)  # workers started later group as this process does
@@ -639,7 +641,6 @@ def test_reports_lost_with_a_finalizer_that_died_are_written_by_the_next_drain(
 ) -> None:
     """A scheduled run's finalizer that dies after its commit, before the report files, leaves
     the run marked unwritten; the next drain (a worker's reaper, the next planner) writes them."""
-    import jobs.nightly
     from monitor.distributed import runs
 
     settings, engine, run_id = completed_run(farm, trigger="schedule")
@@ -647,7 +648,7 @@ def test_reports_lost_with_a_finalizer_that_died_are_written_by_the_next_drain(
     def crash(*_: Any) -> None:
         raise RuntimeError("killed before the report files")
 
-    monkeypatch.setattr(jobs.nightly, "write_run_reports", crash)
+    monkeypatch.setattr(runs, "write_run_reports", crash)
     with pytest.raises(RuntimeError):
         runs.finalize(settings, engine, run_id)
     monkeypatch.undo()

@@ -25,8 +25,8 @@ import structlog.testing
 from aiohttp import http_exceptions
 
 from monitor.config import HostSettings, HttpSettings, RemapRule, SafetySettings
-from monitor.fetch import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_exception
-from monitor.guard import BlockedAddress
+from monitor.fetch.fetcher import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_exception
+from monitor.fetch.guard import BlockedAddress
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
 from tests.h2server import H2Server
@@ -822,7 +822,7 @@ def test_blocked_address_detail_is_the_guard_message() -> None:
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_bodyless_request_is_the_request_httpx_would_build(url: str, method: str) -> None:
     """Same method, URL, headers in the same order (Host first) and an empty body; headers of its own."""
-    from monitor.transport import bodyless_request
+    from monitor.fetch.transport import bodyless_request
 
     headers = httpx.Headers([(b"User-Agent", b"t/1"), (b"Accept", b"*/*"), (b"X-Name", "ä".encode())])
     ours = bodyless_request(method, httpx.URL(url), headers)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.config import SafetySettings
-from monitor.guard import AddressGuard, BlockedAddress, GuardedResolver, address_problem
+from monitor.fetch.guard import AddressGuard, BlockedAddress, GuardedResolver, address_problem
 
 
 @pytest.mark.parametrize(

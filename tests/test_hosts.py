@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from monitor.config import HostSettings, HttpSettings
-from monitor.hosts import ADAPTIVE_START, HostLimiter, HostPolicy, host_settings
+from monitor.fetch.hosts import ADAPTIVE_START, HostLimiter, HostPolicy, host_settings
 
 
 async def _hold(limiter: HostLimiter, key: str, seconds: float, starts: list[float]) -> None:

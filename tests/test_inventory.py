@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import CorpusSettings
-from monitor.inventory import sync_inventory
+from monitor.run.inventory import sync_inventory
 from monitor.store import inventory as store
 from monitor.store.db import open_engine
 from monitor.store.models import ArticleRow, CorpusErrorRow, OccurrenceRow, UrlRow

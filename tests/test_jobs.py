@@ -29,7 +29,7 @@ from jobs.runner import execute
 from jobs.scheduler import JobSpec, build_scheduler, describe_jobs, job_specs, serve, sync_jobs
 from monitor.cli import app
 from monitor.config import PruneJob, Settings, load_settings
-from monitor.pipeline import run_check
+from monitor.run.check import RunRequest, run_check
 from monitor.store import results as store_results
 from monitor.store.db import open_engine
 from monitor.store.lease import CORPUS_CHECK, LeaseBusy, acquire
@@ -149,11 +149,11 @@ async def test_reports_a_dead_writer_left_are_written_by_the_next_nightly_job(
 ) -> None:
     """A scheduled run that finished but whose report writer died (here: never ran) or failed (an
     unwritable folder) is caught up by the next nightly job; latest.* ends on the newest run."""
-    from jobs.nightly import write_pending_reports
+    from reports.files import write_pending_reports
 
     write_article(tmp_path / "corpus", "a", [server.url("/status/200?late")])
     settings, engine = setup()
-    dead = await run_check(settings, engine, trigger="schedule")  # finished; its writer "died"
+    dead = await run_check(settings, engine, RunRequest(trigger="schedule"))  # finished; its writer "died"
     assert store_results.unwritten_reports(engine) == [dead.run_id]
     (tmp_path / "reports").write_text("not a folder")  # the next attempt fails: stays pending
     with capture_logs() as logs:
@@ -176,11 +176,11 @@ async def test_a_late_report_leaves_latest_on_the_newest_run(
     setup: Callable[..., tuple[Settings, Engine]], server: FixtureServer, tmp_path: Path
 ) -> None:
     """Catching up an older run's report writes its own files but not latest.*."""
-    from jobs.nightly import write_pending_reports
+    from reports.files import write_pending_reports
 
     write_article(tmp_path / "corpus", "a", [server.url("/status/200?order")])
     settings, engine = setup()
-    older = await run_check(settings, engine, trigger="schedule")
+    older = await run_check(settings, engine, RunRequest(trigger="schedule"))
     newer = await nightly_check(settings, engine, asyncio.Event())  # catches up `older` first
     assert store_results.unwritten_reports(engine) == []
     with engine.begin() as conn:  # as if `older`'s writer had died after `newer` wrote its files

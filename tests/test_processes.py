@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from monitor.config import HttpSettings
-from monitor.processes import MIN_TARGETS, process_count, split_hosts
+from monitor.run.processes import MIN_TARGETS, process_count, split_hosts
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, RunRow, UrlRow
 from tests.server import FixtureServer

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.retry import RETRYABLE_FAILURES, backoff, parse_retry_after, should_retry
+from monitor.fetch.retry import RETRYABLE_FAILURES, backoff, parse_retry_after, should_retry
 from monitor.types import FetchFailure
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

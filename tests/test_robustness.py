@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.logs import close_logging
-from monitor.pipeline import run_check
+from monitor.run.check import run_check
 from monitor.store.db import open_engine
 from tests.server import FixtureServer
 from tests.test_check import ROOT, config_file, settings_for, write

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from monitor.config import Settings
 from monitor.logs import close_logging, configure_logging
-from monitor.pipeline import RunOutcome, run_check
+from monitor.run.check import RunOutcome, run_check
 from monitor.store.db import open_engine
 from monitor.store.models import FindingRow, ResultRow, UrlRow
 from reports import FORMATS, build_report, render
@@ -416,7 +416,7 @@ def test_concurrency_is_lowered_below_the_open_file_limit() -> None:
         """
         import json, resource
         from structlog.testing import capture_logs
-        from monitor.pipeline import effective_concurrency
+        from monitor.run.dispatch import effective_concurrency
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         with capture_logs() as logs:

@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
-from monitor.distributed.shards import ShardSpec
+from monitor.run.shards import ShardSpec
 from monitor.store.models import RunEventRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
-from monitor.store.results import RES, _live_urls
+from monitor.store.results import FAILING, RES, live_urls
 
 RS = RunShardRow.__table__
 RF = RunFanoutRow.__table__
@@ -47,12 +47,10 @@ class Claim:
 def _pending_urls(run_id: int, only_failing: bool) -> Any:
     """Live URLs without a result in this run (the same filter as ``plan_page``)."""
     cond = and_(
-        _live_urls(),
+        live_urls(),
         ~select(RES.c.id).where(RES.c.run_id == run_id, RES.c.url_id == U.c.id).exists(),
     )
     if only_failing:
-        from monitor.store.results import FAILING
-
         cond = and_(cond, U.c.last_verdict.in_(FAILING))
     return cond
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from monitor.config import ConfigError, Settings
-from monitor.store.db import _normalise_url
+from monitor.store.db import normalise_db_url, open_engine
 
 log = structlog.get_logger("monitor.distributed")
 
@@ -26,7 +27,7 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 
 def require_postgres(settings: Settings) -> None:
     """Distributed mode shares one queue and one ledger: only PostgreSQL can hold them."""
-    backend = make_url(_normalise_url(settings.database_url)).get_backend_name()
+    backend = make_url(normalise_db_url(settings.database_url)).get_backend_name()
     if backend != "postgresql":
         raise ConfigError(
             f"[distributed] needs a PostgreSQL database_url (postgresql://...), not {backend!r}; "
@@ -38,7 +39,7 @@ def conninfo(database_url: str) -> str:
     """libpq connection string for the SQLAlchemy URL, with TCP keepalives (a dead peer is noticed)."""
     import psycopg.conninfo
 
-    url = make_url(_normalise_url(database_url))
+    url = make_url(normalise_db_url(database_url))
     params: dict[str, Any] = {
         "host": url.host,
         "port": url.port,
@@ -107,10 +108,6 @@ def end_idle_transactions(engine: Engine, settings: Settings) -> None:
 
 def open_engine_serialized(settings: Settings) -> Engine:
     """Open (and migrate) the database under an advisory lock: a fleet starting at once migrates once."""
-    import psycopg
-
-    from monitor.store.db import open_engine
-
     with psycopg.connect(conninfo(settings.database_url), autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK + 1,))
         try:

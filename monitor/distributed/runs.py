@@ -31,12 +31,14 @@ from sqlalchemy import Connection, Engine, delete, func, select, text, update
 
 from monitor import alerts
 from monitor.config import Settings
-from monitor.distributed import ledger, queue, shards
-from monitor.inventory import SyncReport, sync_inventory
-from monitor.pipeline import RunOutcome
+from monitor.distributed import ledger, queue
+from monitor.run import shards
+from monitor.run.check import RunOutcome
+from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease
 from monitor.store import results as store
 from monitor.store.models import LeaseRow, RunRow
+from reports.files import write_pending_reports, write_run_reports
 
 log = structlog.get_logger("monitor.distributed")
 EMIT_IDLE_LIMIT = "10min"  # longest pause PostgreSQL allows an alert emitter holding its claim
@@ -186,8 +188,6 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked)
     if state == "finished" and run.trigger == "schedule":
-        from jobs.nightly import write_run_reports
-
         write_run_reports(engine, settings.reports, run_id)
     return RunOutcome(
         run_id=run_id,
@@ -248,8 +248,6 @@ def deliver_pending(settings: Settings, engine: Engine) -> int:
     """Emit the alerts of every ended run whose emitter died, and write the report files of every
     finished scheduled run whose finalizer died before writing them (workers' reapers, the next
     planner); returns the number of alert events emitted."""
-    from jobs.nightly import write_pending_reports
-
     emitted = 0
     for run_id in ledger.undelivered_runs(engine):
         events = deliver_alerts(settings, engine, run_id)
@@ -338,15 +336,10 @@ def renew_run_leases(engine: Engine, settings: Settings) -> None:
         lease.renew(engine, lease.CORPUS_CHECK, holder, settings.jobs.lock_ttl_seconds)
 
 
-def run_state(engine: Engine, run_id: int) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(select(R.c.state).where(R.c.id == run_id)).scalar_one())
-
-
 async def wait_run(engine: Engine, settings: Settings, run_id: int, on_progress: Any = None) -> str:
     """Block until the run leaves 'running' (renewing its lease meanwhile); returns its final state."""
     while True:
-        state = await asyncio.to_thread(run_state, engine, run_id)
+        state = await asyncio.to_thread(store.run_state, engine, run_id)
         if state != "running":
             return state
         await asyncio.to_thread(renew_run_leases, engine, settings)
@@ -377,62 +370,3 @@ def progress(engine: Engine, run_id: int) -> dict[str, Any]:
         "shard_rows": rows,
         "now": now,
     }
-
-
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-
-
-def format_runs(engine: Engine, run_id: int | None, limit: int = 10) -> str:
-    """The ``monitor runs`` text: recent runs with shard progress, or one run's shards in detail."""
-    with engine.connect() as conn:
-        ids = (
-            [run_id]
-            if run_id is not None
-            else list(conn.execute(select(R.c.id).order_by(R.c.id.desc()).limit(limit)).scalars())
-        )
-    runs_rows = [("RUN", "STATE", "TRIGGER", "STARTED (UTC)", "SHARDS", "CHECKED", "REQUEUES")]
-    shard_rows = [("SHARD", "STATE", "ATTEMPT", "CHECKED", "BEAT AGO", "WORKER", "HOSTS")]
-    for rid in ids:
-        p = progress(engine, rid)
-        by_state = p["by_state"]
-        shards_txt = "local"
-        if p["shards"]:
-            shards_txt = f"{by_state.get('done', 0)}/{p['shards']} done, {by_state.get('running', 0)} running"
-            for state in ("failed", "cancelled"):
-                if by_state.get(state):
-                    shards_txt += f", {by_state[state]} {state}"
-        started = p["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        runs_rows.append(
-            (
-                str(rid),
-                p["state"],
-                p["trigger"],
-                started,
-                shards_txt,
-                f"{p['checked']}/{p['targets']}",
-                str(p["requeues"]),
-            )
-        )
-        for s in p["shard_rows"] if run_id is not None else []:
-            ago = f"{(p['now'] - s.heartbeat_at).total_seconds():.0f}s" if s.heartbeat_at else "-"
-            hosts = json.loads(s.hosts)
-            where = ", ".join(hosts[:3]) + (f" +{len(hosts) - 3}" if len(hosts) > 3 else "")
-            if s.url_lo is not None:
-                where += f" [ids {s.url_lo}-{s.url_hi}]"
-            shard_rows.append(
-                (
-                    str(s.shard_no),
-                    s.state,
-                    str(s.attempt),
-                    f"{s.checked}/{s.url_count}",
-                    ago,
-                    s.worker or "-",
-                    where,
-                )
-            )
-    lines = _table(runs_rows)
-    if len(shard_rows) > 1:
-        lines += ["", *_table(shard_rows)]
-    return "\n".join(lines)

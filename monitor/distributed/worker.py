@@ -34,7 +34,8 @@ from sqlalchemy import Connection, Engine
 from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue, runs
-from monitor.pipeline import _Run, save_results, write_with_retry
+from monitor.run.batch import save_results, write_with_retry
+from monitor.run.dispatch import Run, RunScope
 from monitor.store import results as store
 from monitor.types import FetchOutcome
 
@@ -58,21 +59,12 @@ class _Guard:
         ledger.record_batch(conn, self.claim.shard_id, self.claim.run_id, events, written)
 
 
-class ShardRun(_Run):
+class ShardRun(Run):
     """The pipeline's dispatcher + writer over one shard's targets, with fenced batch writes."""
 
     def __init__(self, settings: Settings, engine: Engine, claim: ledger.Claim, stop: asyncio.Event) -> None:
-        super().__init__(
-            settings,
-            engine,
-            claim.run_id,
-            claim.only_failing,
-            stop,
-            claim.url_count,
-            None,
-            hosts=claim.hosts,
-            id_range=claim.id_range,
-        )
+        scope = RunScope(claim.run_id, claim.only_failing, hosts=claim.hosts, id_range=claim.id_range)
+        super().__init__(settings, engine, scope, stop, total=claim.url_count)
         self.claim = claim
         self.guard = _Guard(claim)
         self.lost = False

@@ -53,7 +53,7 @@ def insert_ignore(conn: Connection, table: Any) -> Any:
     return dialect_insert(conn, table).on_conflict_do_nothing()
 
 
-def _normalise_url(url: str) -> str:
+def normalise_db_url(url: str) -> str:
     """Plain ``postgresql://`` means psycopg 3 here (psycopg2 is not a dependency)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -63,7 +63,7 @@ def _normalise_url(url: str) -> str:
 def create(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the per-dialect settings this tool relies on."""
     try:
-        sa_url = make_url(_normalise_url(url))
+        sa_url = make_url(normalise_db_url(url))
     except ArgumentError as exc:
         raise DatabaseError(f"database_url {url!r} is not a valid SQLAlchemy URL: {exc}") from None
     if sa_url.get_backend_name() == "sqlite":

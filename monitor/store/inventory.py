@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from monitor.store.db import insert_ignore
 from monitor.store.models import ArticleRow, CorpusErrorRow, FindingRow, OccurrenceRow, UrlRow
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
+from monitor.urls import host_key
 
 A = ArticleRow.__table__
 O = OccurrenceRow.__table__  # noqa: E741
@@ -57,8 +58,6 @@ def _kind_for(roles: Iterable[Role]) -> str:
 
 def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict[str, int]:
     """Ids for normalised URLs, inserting the new ones; an image role wins over page roles."""
-    from monitor.urls import host_key
-
     out: dict[str, int] = {}
     items = list(urls.items())
     for start in range(0, len(items), _IN_CHUNK):

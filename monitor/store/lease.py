@@ -76,7 +76,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
 
 def _dead_here(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not results._pid_alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not results.pid_alive(int(pid))
 
 
 def renew(engine: Engine, name: str, holder: str, ttl_s: float, *, now: datetime | None = None) -> bool:

@@ -77,6 +77,12 @@ def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime)
         )
 
 
+def run_state(engine: Engine, run_id: int) -> str:
+    """The run's state: running, finished, interrupted or failed."""
+    with engine.connect() as conn:
+        return str(conn.execute(select(R.c.state).where(R.c.id == run_id)).scalar_one())
+
+
 def set_total(engine: Engine, run_id: int, total: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(R).where(R.c.id == run_id).values(total_targets=total))
@@ -122,7 +128,7 @@ def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelt
             select(R.c.id, R.c.holder, R.c.heartbeat_at).where(R.c.state == "running")
         ):
             host, _, pid = (holder or "").rpartition(":")
-            dead_here = host == me and pid.isdigit() and not _pid_alive(int(pid))
+            dead_here = host == me and pid.isdigit() and not pid_alive(int(pid))
             if dead_here or beat is None or beat < now - stale_after:
                 stale.append(run_id)
         for run_id in stale:
@@ -141,7 +147,7 @@ def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelt
     return stale
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
@@ -177,7 +183,7 @@ class Planned:
     target: Target
 
 
-def _live_urls() -> object:
+def live_urls() -> object:
     return exists().where(O.c.url_id == U.c.id)
 
 
@@ -231,7 +237,7 @@ def plan_page(
             U.c.last_checked,
             U.c.last_verdict,
         )
-        .where(U.c.id > after_id, _live_urls())
+        .where(U.c.id > after_id, live_urls())
         .where(~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id)))
         .order_by(U.c.id)
         .limit(limit)
@@ -282,7 +288,7 @@ def count_plan_by_host(
 
 
 def _planned(query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None) -> Any:
-    query = query.where(_live_urls()).where(
+    query = query.where(live_urls()).where(
         ~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id))
     )
     if only_failing:

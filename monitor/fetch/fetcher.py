@@ -54,12 +54,12 @@ import structlog
 from aiohttp import http_exceptions
 
 from monitor.config import HttpSettings, SafetySettings
-from monitor.guard import AddressGuard, BlockedAddress, GuardedResolver
-from monitor.hosts import HostLimiter, host_settings
-from monitor.probe import ImageProbe
-from monitor.retry import backoff, parse_retry_after, should_retry
-from monitor.transport import SessionResponse, SessionTransport, bodyless_request
-from monitor.transport_h2 import Http2Transport
+from monitor.fetch.guard import AddressGuard, BlockedAddress, GuardedResolver
+from monitor.fetch.hosts import HostLimiter, host_settings
+from monitor.fetch.retry import backoff, parse_retry_after, should_retry
+from monitor.fetch.transport import SessionResponse, SessionTransport, bodyless_request
+from monitor.fetch.transport_h2 import Http2Transport
+from monitor.probe.parsers import ImageProbe
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
 from monitor.urls import host_key, redact_url
 

@@ -2,7 +2,7 @@
 
 Why: a check spends its CPU in one Python thread (the event loop) long before the network or
 the sites are the limit, so on a machine with spare cores a big run waits on one core. Each
-child process runs the ordinary run dispatcher (``pipeline._Run``) over its own hosts and
+child process runs the ordinary run dispatcher (``dispatch.Run``) over its own hosts and
 writes its results to the run's database itself, so per-host politeness holds exactly as in
 one process (a host belongs to one child), results stay unique per (run, URL), and a crash
 or an interrupted run is resumed like any other. ``http.concurrency`` is divided between
@@ -21,14 +21,19 @@ import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime
+from dataclasses import replace
 from typing import Any
 
+import structlog
 from sqlalchemy import Engine, select
 
-from monitor import alerts
+from monitor import aio, alerts
 from monitor.config import HttpSettings, LogSettings, Settings
-from monitor.distributed.shards import pack
+from monitor.logs import configure_logging
+from monitor.run.dispatch import Run, RunScope
+from monitor.run.shards import pack
+from monitor.store.db import create
+from monitor.store.results import R
 
 MIN_TARGETS = 20_000  # "auto" splits only runs this big: a child costs 1-2 s of CPU to start
 MAX_AUTO = 4
@@ -57,11 +62,9 @@ def split_hosts(counts: Mapping[str, int], parts: int) -> list[list[str]]:
 async def check_in_processes(
     settings: Settings,
     engine: Engine,
-    run_id: int,
+    scope: RunScope,
     groups: Sequence[Sequence[str]],
     *,
-    only_failing: bool,
-    stale_before: dict[str, datetime] | None,
     stop: asyncio.Event,
     total: int,
     on_progress: Callable[[int, int], None] | None,
@@ -79,11 +82,11 @@ async def check_in_processes(
         initargs=(flag, os.getpid(), settings.logging),
     ) as pool:
         jobs = [
-            loop.run_in_executor(pool, _check_hosts, child, run_id, list(hosts), only_failing, stale_before)
+            loop.run_in_executor(pool, _check_hosts, child, replace(scope, hosts=tuple(hosts)))
             for hosts in groups
         ]
         relay = asyncio.create_task(_relay_stop(stop, flag))
-        progress = asyncio.create_task(_report_progress(engine, run_id, total, on_progress))
+        progress = asyncio.create_task(_report_progress(engine, scope.run_id, total, on_progress))
         try:
             done = await asyncio.gather(*jobs)
         except BaseException:
@@ -108,7 +111,6 @@ async def _report_progress(
     """The children count their batches on the run row; the parent's progress bar reads it."""
     if on_progress is None:
         return
-    from monitor.store.results import R
 
     def checked() -> int:
         with engine.connect() as conn:
@@ -127,32 +129,18 @@ def _start_child(flag: Any, parent: int, logging: LogSettings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the children stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _stop_flag, _parent_pid = flag, parent
-    from monitor.logs import configure_logging
-
     configure_logging(logging)
 
 
-def _check_hosts(
-    settings: Settings,
-    run_id: int,
-    hosts: list[str],
-    only_failing: bool,
-    stale_before: dict[str, datetime] | None,
-) -> tuple[list[alerts.Event], bool]:
-    """One child's share of the run: its hosts' targets, results written as it goes."""
-    import structlog
-
-    from monitor import aio
-    from monitor.pipeline import _Run
-    from monitor.store.db import create
-
+def _check_hosts(settings: Settings, scope: RunScope) -> tuple[list[alerts.Event], bool]:
+    """One child's share of the run (``scope.hosts``): results written as it goes."""
     engine = create(settings.database_url)
-    structlog.contextvars.bind_contextvars(run_id=run_id)
+    structlog.contextvars.bind_contextvars(run_id=scope.run_id)
 
     async def check() -> tuple[list[alerts.Event], bool]:
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_parent(stop))
-        runner = _Run(settings, engine, run_id, only_failing, stop, 0, None, stale_before, hosts=hosts)
+        runner = Run(settings, engine, scope, stop)
         try:
             await runner.execute()
         finally:

@@ -23,7 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from monitor.guard import GuardedResolver
+from monitor.fetch.guard import GuardedResolver
 
 __all__ = ["GuardedBackend", "Http2Transport"]
 

@@ -11,13 +11,17 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated
 
+import typer
 from sqlalchemy import Engine, select
 
+from monitor.cli.app import app, context_of, engine_for, is_tty, user_errors
 from monitor.config import Settings
-from monitor.inventory import SyncReport, sync_inventory
+from monitor.progress import file_progress
+from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import inventory as store
 from monitor.store.models import ArticleRow, FindingRow, OccurrenceRow, UrlRow
 from monitor.textsafe import csv_cell, inert
@@ -124,7 +128,6 @@ def run_links(
     tty: bool,
 ) -> int:
     """The `links` command body; returns the exit code (0: inventory updated)."""
-    from monitor.progress import file_progress
 
     with file_progress(tty, "reading corpus") as tick:
         report = sync_inventory(engine, settings.corpus, paths, on_file=tick)
@@ -138,3 +141,32 @@ def run_links(
         line = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
         print(line, file=sys.stderr if (fmt != "table" and output is None) else sys.stdout)
     return 0
+
+
+class InventoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def links(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+    ] = None,
+    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f", help="Inventory output format.")] = (
+        InventoryFormat.table
+    ),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")
+    ] = None,
+    summary_only: Annotated[bool, typer.Option("--summary", help="Print only the summary.")] = False,
+) -> None:
+    """Read the corpus, update the URL inventory in the database, and print it with a summary."""
+    c = context_of(ctx)
+    with user_errors(c):
+        settings = c.settings()
+        engine = engine_for(settings)
+        code = run_links(engine, settings, paths or None, fmt.value, output, summary_only, is_tty())
+    raise typer.Exit(code)

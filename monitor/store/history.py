@@ -1,13 +1,8 @@
-"""`monitor history URL` and `monitor status`: a URL's timeline, and the corpus at a glance.
-
-Both read the database only; text goes through ``inert`` because URLs and titles are
-other people's input.
-"""
+"""Queries behind `monitor history URL` and `monitor status`: a URL's timeline and the corpus at a glance."""
 
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +17,6 @@ from monitor.store.models import (
     RunRow,
     UrlRow,
 )
-from monitor.textsafe import inert
 from monitor.types import Severity, Verdict
 from monitor.urls import InvalidUrl, normalise_url, redact_url
 
@@ -111,42 +105,6 @@ def url_history(engine: Engine, raw_url: str, runs: int = 30) -> dict[str, Any] 
     }
 
 
-def print_history(engine: Engine, raw_url: str, *, runs: int, as_json: bool) -> int:
-    """Print the history; exit code 1 when the URL is not in the inventory."""
-    data = url_history(engine, raw_url, runs)
-    if data is None:
-        print(
-            f"error: {inert(raw_url)} is not in the inventory (run `monitor links` or `monitor check`)",
-            file=sys.stderr,
-        )
-        return 1
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return 0
-    out = [
-        f"{inert(data['url'])}  ({data['kind']}, host {inert(data['host'])}, first seen {data['first_seen']})"
-    ]
-    state = data["state"]
-    out.append(
-        "state: {alert_state}; last {last_verdict} (HTTP {last_status}) at {last_checked}; "
-        "last ok {last_ok}; failing since {failing_since} ({consecutive_failures} runs)".format(**state)
-    )
-    out.append(f"occurrences ({len(data['occurrences'])}):")
-    for occ in data["occurrences"]:
-        size = f"  declared {occ['declared']}" if occ["declared"] else ""
-        out.append(f"  {inert(occ['article'])}  {occ['location']}  {occ['role']}{size}")
-    out.append(f"timeline ({len(data['timeline'])} runs, oldest first):")
-    for t in data["timeline"]:
-        size = f"  {t['size']}" if t["size"] else ""
-        nm = "  (not modified)" if t["not_modified"] else ""
-        out.append(
-            f"  run {t['run_id']:>5}  {t['checked_at']}  {t['verdict']:<18} {t['http_status'] or '-':>4}  "
-            f"{t['elapsed_ms']:>6} ms{size}{nm}  {inert(t['reason'])}"
-        )
-    print("\n".join(out))
-    return 0
-
-
 def corpus_status(engine: Engine) -> dict[str, Any]:
     """Last run summary, current problems by verdict and kind, and the oldest unresolved breakage."""
     with engine.connect() as conn:
@@ -194,33 +152,3 @@ def corpus_status(engine: Engine) -> dict[str, Any]:
             for u, since, n, v in oldest
         ],
     }
-
-
-def print_status(engine: Engine, *, as_json: bool) -> None:
-    data = corpus_status(engine)
-    if as_json:
-        print(json.dumps(data, indent=2))
-        return
-    run = data["last_run"]
-    lines = []
-    if run is None:
-        lines.append("no run yet: `monitor check` runs the first one")
-    else:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(run["counts"].items())) or "nothing checked"
-        lines.append(
-            f"last run {run['id']} ({run['trigger']}): {run['state']}, started {run['started_at']}, "
-            f"finished {run['finished_at']}; {run['checked']}/{run['total_targets']} checked: {counts}"
-        )
-    lines.append(
-        f"corpus: {data['files']} files, {data['urls']} distinct URLs, {data['corpus_errors']} bad files"
-    )
-    problems = ", ".join(f"{k} {v}" for k, v in data["problems"].items()) or "none"
-    lines.append(f"current problems: {problems}")
-    findings = ", ".join(f"{k} {v}" for k, v in sorted(data["findings"].items())) or "none"
-    lines.append(f"findings in articles: {findings}")
-    if data["oldest_unresolved"]:
-        lines.append("oldest unresolved breakage:")
-        for item in data["oldest_unresolved"]:
-            since = f"since {item['failing_since']} ({item['runs']} runs)"
-            lines.append(f"  {since} {item['verdict']}: {inert(item['url'])}")
-    print("\n".join(lines))

@@ -1,0 +1,57 @@
+"""`monitor report`: render a stored run's report in any format, whole or by section."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from monitor.cli.app import UsageError, app, context_of, engine_for, user_errors
+from monitor.cli.check import emit
+from reports import build_report
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")] = ReportFormat.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    section: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--section",
+            "-s",
+            help="Only these sections (repeatable): summary, broken, images, moved, changes, blocked, "
+            "findings, corpus_errors, trend.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most URLs listed per section (0: no cap).")] = 1000,
+    trend_runs: Annotated[int | None, typer.Option("--trend-runs", help="Runs shown in the trend.")] = None,
+) -> None:
+    """Render the report of a run: what is broken, image size problems, changes, trends."""
+
+    c = context_of(ctx)
+    with user_errors(c):
+        settings = c.settings()
+        engine = engine_for(settings)
+        if run != "latest" and not run.isdigit():
+            raise UsageError(f"--run must be a run id or 'latest', not {run!r}")
+        data = build_report(
+            engine,
+            None if run == "latest" else int(run),
+            sections=section or None,
+            trend_runs=trend_runs or settings.reports.trend_runs,
+            limit=limit or None,
+        )
+        emit(data, fmt.value, output)

@@ -1,0 +1,187 @@
+"""A run's lifecycle: the one place where the stages are wired, corpus → ... → store → alert.
+
+``run_check`` opens (or resumes) the run row, syncs the inventory (corpus → links →
+store), plans the targets, hands them to the dispatcher (``dispatch.Run``, in this
+process or in several, ``processes``), then finishes the row and logs the run's alert
+events. A crash loses at most the batch in hand; ``resume`` finishes an interrupted run
+by checking only what has no result yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import Engine
+
+from monitor import alerts
+from monitor.clock import utcnow
+from monitor.config import Settings
+from monitor.run import processes
+from monitor.run.batch import write_with_retry
+from monitor.run.dispatch import Run, RunScope
+from monitor.run.inventory import SyncReport, sync_inventory
+from monitor.store import results as store
+from monitor.types import Severity
+
+log = structlog.get_logger("monitor.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What a caller (the CLI, a job) asks of a run, whichever executor checks it."""
+
+    paths: Sequence[str] | None = None  # corpus roots or files; None: corpus.roots
+    trigger: str = "cli"  # cli, schedule, recheck (resume is set by the run itself)
+    only_failing: bool = False
+    resume: bool = False
+    wait_lock: float | None = None  # seconds to queue behind another check; None: fail at once
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """What a run did, for the CLI summary and the jobs."""
+
+    run_id: int
+    state: str
+    total: int
+    checked: int
+    counts: dict[str, int]
+    severities: dict[str, int]
+    duration_s: float
+    inventory: SyncReport | None = None
+    events: list[alerts.Event] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return self.severities.get(Severity.ERROR.value, 0)
+
+    @property
+    def warnings(self) -> int:
+        return self.severities.get(Severity.WARNING.value, 0)
+
+
+async def run_check(
+    settings: Settings,
+    engine: Engine,
+    request: RunRequest = RunRequest(),
+    *,
+    stop: asyncio.Event | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Check the corpus once; see the module docstring for the shape of a run."""
+    trigger, only_failing = request.trigger, request.only_failing
+    started = time.perf_counter()
+    now = utcnow()
+    stop = stop or asyncio.Event()
+    stale = store.interrupt_stale_runs(
+        engine, now=now, stale_after=timedelta(seconds=settings.jobs.lock_ttl_seconds)
+    )
+    for run_id in stale:
+        log.warning("run.interrupted", run_id=run_id, reason="found unfinished at start-up")
+
+    inventory: SyncReport | None = None
+    run_id = store.latest_interrupted(engine) if request.resume else None
+    if run_id is not None:
+        store.reopen_run(engine, run_id, now)
+        trigger = "resume"
+    else:
+        run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
+    # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes
+    rlog = log.bind(run_id=run_id)
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    try:
+        if not only_failing:  # a resumed run too: it may have died inside this pass (it is incremental)
+            # incremental, so a pass cut by a lost connection is simply run again
+            inventory = await write_with_retry(
+                lambda: sync_inventory(engine, settings.corpus, request.paths), what="the inventory"
+            )
+            for err in inventory.errors:
+                rlog.warning(
+                    "corpus.error",
+                    path=err.path,
+                    kind=err.kind,
+                    message=err.message,
+                    line=err.line,
+                    column=err.column,
+                )
+        # adaptive freshness (off unless jobs.stale_after_days is set): scheduled runs skip
+        # URLs that were healthy and checked recently enough for their role
+        fresh = (
+            store.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
+        )
+        total = store.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
+        store.set_total(engine, run_id, total)
+        rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
+        try:
+            scope = RunScope(run_id, only_failing, fresh)
+            events, cut_short = await _execute(settings, engine, scope, stop, total, on_progress)
+        except BaseException as exc:
+            state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
+            try:
+                store.finish_run(
+                    engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}"
+                )
+            except Exception as db_exc:  # the database itself may be what failed; the next start repairs it
+                rlog.error("run.unrecorded", error=f"{type(db_exc).__name__}: {db_exc}")
+            rlog.error(
+                "run.failed" if state == "failed" else "run.interrupted", error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        state = "interrupted" if cut_short else "finished"
+        counts = store.finish_run(engine, run_id, state=state, now=utcnow())
+        by_verdict, by_severity = store.run_counts(engine, run_id)
+        events = alerts.group_host_down(events, settings.alerts.host_down_threshold)
+        for name, keys in events:
+            rlog.warning(name, **keys)
+        outcome = RunOutcome(
+            run_id=run_id,
+            state=state,
+            total=total,
+            checked=sum(counts.values()),
+            counts=by_verdict,
+            severities=by_severity,
+            duration_s=time.perf_counter() - started,
+            inventory=inventory,
+            events=events,
+        )
+        rlog.info(
+            "run.finished" if state == "finished" else "run.interrupted",
+            counts=by_verdict,
+            checked=outcome.checked,
+            errors=outcome.errors,
+            warnings=outcome.warnings,
+            duration_s=round(outcome.duration_s, 3),
+        )
+        return outcome
+    finally:
+        structlog.contextvars.unbind_contextvars("run_id")
+
+
+async def _execute(
+    settings: Settings,
+    engine: Engine,
+    scope: RunScope,
+    stop: asyncio.Event,
+    total: int,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[alerts.Event], bool]:
+    """Check the run's targets here, or in several processes (``http.processes``); (events, cut short)."""
+    parts = processes.process_count(settings.http, total)
+    if parts > 1:
+        counts = store.count_plan_by_host(
+            engine, run_id=scope.run_id, only_failing=scope.only_failing, stale_before=scope.stale_before
+        )
+        groups = processes.split_hosts(counts, parts)
+        if len(groups) > 1:
+            log.info("run.processes", run_id=scope.run_id, processes=len(groups))
+            return await processes.check_in_processes(
+                settings, engine, scope, groups, stop=stop, total=total, on_progress=on_progress
+            )
+    runner = Run(settings, engine, scope, stop, total=total, on_progress=on_progress)
+    await runner.execute()
+    return runner.events, runner.cut_short

@@ -1,0 +1,326 @@
+"""Dispatch of one run's targets: hosts handed out round-robin within their limits, one writer.
+
+``Run`` checks what a ``RunScope`` selects (a whole run, one process's hosts, or one
+distributed shard): it loads the plan in pages (memory stays flat), keeps every host
+within its limit while no global slot waits on a busy host, and hands finished outcomes
+to a single writer that commits them in batches (``batch.save_results``). A crash loses
+at most the batch in hand; a resume checks only what has no result yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import Engine
+
+from monitor import alerts
+from monitor.config import Settings
+from monitor.fetch.fetcher import Fetcher
+from monitor.fetch.hosts import HostLimiter
+from monitor.run.batch import save_results, write_with_retry
+from monitor.store import results as store
+from monitor.types import FetchFailure, FetchOutcome, Target
+
+log = structlog.get_logger("monitor.pipeline")
+
+PAGE = 2000  # targets read from the plan per query
+WRITE_BATCH = 200  # results per transaction
+WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
+FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """Which targets of a run one dispatcher checks: the plan filter and an optional share of it."""
+
+    run_id: int
+    only_failing: bool = False
+    stale_before: dict[str, datetime] | None = None  # adaptive freshness cut-offs per role
+    hosts: Sequence[str] | None = None  # only these hosts (one process's or one shard's share)
+    id_range: tuple[int, int] | None = None  # and only these url ids (a slice of a giant host)
+
+
+def effective_concurrency(wanted: int) -> int:
+    """Lower ``wanted`` below the open-file limit instead of failing mid-run with EMFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    room = max(1, (soft - FD_RESERVE) // 2)  # a request may hold two descriptors while reconnecting
+    if wanted > room:
+        log.warning("concurrency.lowered", wanted=wanted, lowered_to=room, open_file_limit=soft)
+        return room
+    return wanted
+
+
+class HostQueue:
+    """The run's loaded targets per host, handed out round-robin within each host's limit.
+
+    ``take`` gives the next target of a host with work and a free slot (None if there is
+    none now); ``release`` frees the slot and wakes one idle worker; ``low`` asks the loader
+    for another page. All on the event loop, so no locks.
+    """
+
+    def __init__(self, limiter: HostLimiter) -> None:
+        self._limiter = limiter
+        self._pending: dict[str, deque[store.Planned]] = {}
+        self._ring: deque[str] = deque()  # hosts with pending targets
+        self._busy: Counter[str] = Counter()
+        self._limits: dict[str, int] = {}
+        self._idle: deque[asyncio.Future[None]] = deque()
+        self.buffered = 0
+        self.exhausted = False
+        self.low = asyncio.Event()
+        self.low.set()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing left to take, now or later."""
+        return self.exhausted and self.buffered == 0
+
+    def add(self, page: Sequence[store.Planned], *, last: bool) -> None:
+        for item in page:
+            host = item.target.host
+            queue = self._pending.get(host)
+            if queue is None:
+                queue = self._pending[host] = deque()
+                self._limits[host] = self._limiter.policy(host).concurrency  # one lookup rule
+            if not queue:
+                self._ring.append(host)
+            queue.append(item)
+        self.buffered += len(page)
+        self.exhausted = last
+        if self.buffered >= PAGE or last:
+            self.low.clear()
+        if last:
+            self.wake_all()  # idle workers may end now
+        else:
+            for _ in range(min(len(page), len(self._idle))):
+                self._wake_one()
+
+    def take(self) -> store.Planned | None:
+        ring = self._ring
+        for _ in range(len(ring)):
+            host = ring[0]
+            ring.rotate(-1)  # the host is now last: the next take starts with the one after it
+            if self._busy[host] < self._limits[host]:
+                queue = self._pending[host]
+                item = queue.popleft()
+                if not queue:
+                    ring.pop()  # this host, in O(1) (a corpus may have a host per URL)
+                self._busy[host] += 1
+                self.buffered -= 1
+                if self.buffered < PAGE and not self.exhausted:
+                    self.low.set()
+                elif self.finished:
+                    self.wake_all()  # the last target is out: idle workers end
+                return item
+        return None
+
+    def release(self, item: store.Planned) -> None:
+        self._busy[item.target.host] -= 1
+        self._wake_one()
+
+    async def wait(self) -> None:
+        """Until a slot frees, a page arrives or the run stops."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        while self._idle:
+            self._wake_one()
+
+
+class Run:
+    """Dispatcher + single writer for the targets of one ``RunScope``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        scope: RunScope,
+        stop: asyncio.Event,
+        *,
+        total: int = 0,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.scope = scope
+        self.run_id = scope.run_id
+        self.request_gate: Callable[[], Awaitable[None]] | None = None  # awaited before every request
+        self.stop = stop
+        self.total = total
+        self.on_progress = on_progress
+        self.concurrency = effective_concurrency(settings.http.concurrency)
+        self.events: list[alerts.Event] = []
+        self.cut_short = False
+        self.done = 0
+        # results waiting for the writer; the dispatcher waits while max_pending are queued
+        self.pending: list[tuple[store.Planned, FetchOutcome]] = []
+        self.max_pending = max(self.concurrency * 4, WRITE_BATCH * 2)
+        self.wake_writer = asyncio.Event()
+        self.room = asyncio.Event()
+        self.closing = False
+
+    async def execute(self) -> None:
+        writer = self.writer = asyncio.create_task(self._writer())
+        try:
+            async with Fetcher(self.settings.http, self.settings.safety, gate=self.request_gate) as fetcher:
+                await self._dispatch(fetcher)
+        finally:
+            if not writer.done():
+                await self._emit(None)
+            await writer  # re-raises a writer failure (e.g. the database refused a batch)
+
+    async def _load(self, after_id: int) -> list[store.Planned]:
+        def page() -> list[store.Planned]:
+            with self.engine.connect() as conn:
+                return store.plan_page(
+                    conn,
+                    run_id=self.scope.run_id,
+                    after_id=after_id,
+                    limit=PAGE,
+                    only_failing=self.scope.only_failing,
+                    stale_before=self.scope.stale_before,
+                    hosts=self.scope.hosts,
+                    id_range=self.scope.id_range,
+                )
+
+        return await asyncio.to_thread(page)
+
+    async def _dispatch(self, fetcher: Fetcher) -> None:
+        """``concurrency`` workers fetch one target after another; finished results go to the writer.
+
+        A worker sends its next request in the same event-loop step in which it finished the
+        last one (no task per URL, no dispatcher hop between an answer and the next request),
+        taking targets round-robin from the hosts that have work and a free slot, so a busy host
+        never holds a worker another host could use. On stop, requests in flight get
+        ``shutdown_grace_seconds`` to finish; what is cut has no result and a resume redoes it.
+        """
+        queue = HostQueue(fetcher.limiter)
+        loader = asyncio.create_task(self._feed(queue))
+        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
+        stop_wait = asyncio.create_task(self.stop.wait())
+        try:
+            running, watched = set(workers), {stop_wait, loader}
+            while running and not self.stop.is_set():
+                done, _ = await asyncio.wait(running | watched, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop_wait}:
+                    task.result()  # a worker's or the loader's failure (e.g. the writer died) ends the run
+                    running.discard(task)
+                    watched.discard(task)
+            if running:
+                self.cut_short = True
+                queue.wake_all()  # idle workers see the stop and end
+                _, rest = await asyncio.wait(running, timeout=self.settings.jobs.shutdown_grace_seconds)
+                for task in rest:
+                    task.cancel()
+                await asyncio.gather(*rest, return_exceptions=True)
+        finally:
+            stop_wait.cancel()
+            loader.cancel()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(loader, *workers, return_exceptions=True)
+
+    async def _feed(self, queue: HostQueue) -> None:
+        """Load plan pages whenever the queue runs low, until the plan is exhausted."""
+        after_id = 0
+        while True:
+            await queue.low.wait()
+            page = await self._load(after_id)
+            queue.add(page, last=len(page) < PAGE)
+            if len(page) < PAGE:
+                return
+            after_id = page[-1].url_id
+
+    async def _work(self, fetcher: Fetcher, queue: HostQueue) -> None:
+        while not self.stop.is_set():
+            item = queue.take()
+            if item is None:
+                if queue.finished:
+                    return
+                await queue.wait()
+                continue
+            try:
+                outcome = await fetcher.fetch_unshared(item.target)
+            except Exception as exc:  # a bug inside fetch becomes a visible failure, not a lost URL
+                outcome = internal_error(item.target, exc)
+            finally:
+                queue.release(item)
+            await self._emit((item, outcome))
+
+    async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
+        """Hand a result (None: the end) to the writer; wait while it is too far behind.
+
+        If the writer died, raise its error rather than wait for ever.
+        """
+        if item is None:
+            self.closing = True
+            self.wake_writer.set()
+            return
+        self.pending.append(item)
+        if len(self.pending) >= WRITE_BATCH:
+            self.wake_writer.set()
+        while len(self.pending) >= self.max_pending:
+            self.room.clear()
+            room = asyncio.ensure_future(self.room.wait())
+            await asyncio.wait({room, self.writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not room.done():
+                room.cancel()
+                self.writer.result()  # the writer ended without taking the items: surface why
+                raise RuntimeError("the result writer stopped early")
+
+    async def _writer(self) -> None:
+        """Write what the dispatcher produced: a batch when one is full, or every WRITE_INTERVAL."""
+        while True:
+            if not self.closing and len(self.pending) < WRITE_BATCH:
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(WRITE_INTERVAL):
+                        await self.wake_writer.wait()
+            self.wake_writer.clear()
+            while self.pending:
+                batch = self.pending[:WRITE_BATCH]
+                del self.pending[:WRITE_BATCH]
+                self.room.set()
+                await self._flush(batch)
+                if len(self.pending) < WRITE_BATCH and not self.closing:
+                    break
+            if self.closing and not self.pending:
+                return
+
+    async def _flush(self, batch: list[tuple[store.Planned, FetchOutcome]]) -> None:
+        events = await write_with_retry(
+            lambda: save_results(self.engine, self.settings, self.run_id, batch), what=f"{len(batch)} results"
+        )
+        self.events.extend(events)
+        self.done += len(batch)
+        if self.on_progress is not None:
+            self.on_progress(self.done, self.total)
+
+
+def internal_error(target: Target, exc: Exception) -> FetchOutcome:
+    """A bug inside fetch, logged and recorded as a protocol failure of this URL."""
+    log.error("fetch.bug", url=target.url, error=f"{type(exc).__name__}: {exc}")
+    return FetchOutcome(
+        url=target.url, failure=FetchFailure.PROTOCOL, failure_detail=f"internal error: {exc}"
+    )
