@@ -23,12 +23,8 @@ from sqlalchemy import Connection, Engine, ScalarSelect, delete, select
 
 from monitor.config import PruneJob, Settings
 from monitor.store.db import dialect_insert
-from monitor.store.models import ResultRow, RollupRow, RunRow, SizeCheckRow
+from monitor.store.tables import RESULTS, ROLLUPS, RUNS, SIZE_CHECKS
 
-RES = ResultRow.__table__
-SC = SizeCheckRow.__table__
-R = RunRow.__table__
-ROLL = RollupRow.__table__
 SIZE_PREFIX = "size:"
 
 log = structlog.get_logger("monitor.jobs")
@@ -68,7 +64,7 @@ def prune(
     """Delete rows older than ``policy.retention_days`` in batches, rolling their counts up first."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=policy.retention_days)
     outcome = PruneOutcome(cutoff=cutoff)
-    old_runs = select(R.c.id).where(R.c.started_at < cutoff).scalar_subquery()
+    old_runs = select(RUNS.c.id).where(RUNS.c.started_at < cutoff).scalar_subquery()
     steps: list[tuple[str, Callable[[Connection], int]]] = [
         ("results", lambda conn: _results_batch(conn, cutoff, policy.batch_size)),
         ("size_checks", lambda conn: _size_checks_batch(conn, old_runs, policy.batch_size)),
@@ -88,18 +84,29 @@ def prune(
 
 
 def _results_batch(conn: Connection, cutoff: datetime, size: int) -> int:
-    ids = select(RES.c.id).where(RES.c.checked_at < cutoff).order_by(RES.c.id).limit(size)
-    gone = conn.execute(delete(RES).where(RES.c.id.in_(ids)).returning(RES.c.checked_at, RES.c.verdict)).all()
+    ids = select(RESULTS.c.id).where(RESULTS.c.checked_at < cutoff).order_by(RESULTS.c.id).limit(size)
+    gone = conn.execute(
+        delete(RESULTS).where(RESULTS.c.id.in_(ids)).returning(RESULTS.c.checked_at, RESULTS.c.verdict)
+    ).all()
     _add_to_rollup(conn, ((_day(at), verdict) for at, verdict in gone))
     return len(gone)
 
 
 def _size_checks_batch(conn: Connection, old_runs: ScalarSelect[int], size: int) -> int:
-    ids = select(SC.c.id).where(SC.c.run_id.in_(old_runs)).order_by(SC.c.id).limit(size)
-    gone = conn.execute(delete(SC).where(SC.c.id.in_(ids)).returning(SC.c.run_id, SC.c.verdict)).all()
+    ids = (
+        select(SIZE_CHECKS.c.id)
+        .where(SIZE_CHECKS.c.run_id.in_(old_runs))
+        .order_by(SIZE_CHECKS.c.id)
+        .limit(size)
+    )
+    gone = conn.execute(
+        delete(SIZE_CHECKS)
+        .where(SIZE_CHECKS.c.id.in_(ids))
+        .returning(SIZE_CHECKS.c.run_id, SIZE_CHECKS.c.verdict)
+    ).all()
     if gone:
         run_ids = sorted({run_id for run_id, _ in gone})
-        started = dict(conn.execute(select(R.c.id, R.c.started_at).where(R.c.id.in_(run_ids))).all())
+        started = dict(conn.execute(select(RUNS.c.id, RUNS.c.started_at).where(RUNS.c.id.in_(run_ids))).all())
         _add_to_rollup(conn, ((_day(started[run_id]), SIZE_PREFIX + v) for run_id, v in gone))
     return len(gone)
 
@@ -109,9 +116,10 @@ def _add_to_rollup(conn: Connection, keys: Iterable[tuple[date, str]]) -> None:
     counts = Counter(keys)
     if not counts:
         return
-    ins = dialect_insert(conn, ROLL)
+    ins = dialect_insert(conn, ROLLUPS)
     stmt = ins.on_conflict_do_update(
-        index_elements=[ROLL.c.day, ROLL.c.verdict], set_={"count": ROLL.c.count + ins.excluded.count}
+        index_elements=[ROLLUPS.c.day, ROLLUPS.c.verdict],
+        set_={"count": ROLLUPS.c.count + ins.excluded.count},
     )
     conn.execute(stmt, [{"day": d, "verdict": v, "count": n} for (d, v), n in sorted(counts.items())])
 

@@ -44,16 +44,16 @@ from sqlalchemy import (
     select,
 )
 
-from monitor.store.models import (
-    ArticleRow,
-    CorpusErrorRow,
-    FindingRow,
-    OccurrenceRow,
-    ResultRow,
-    RunRow,
-    SizeCheckRow,
-    StateChangeRow,
-    UrlRow,
+from monitor.store.tables import (
+    ARTICLES,
+    CORPUS_ERRORS,
+    FINDINGS,
+    OCCURRENCES,
+    RESULTS,
+    RUNS,
+    SIZE_CHECKS,
+    STATE_CHANGES,
+    URLS,
 )
 from monitor.types import Severity, SizeCheck, Verdict
 from monitor.urls import redact_url
@@ -87,16 +87,7 @@ BROKEN_VERDICTS = tuple(
 _VERDICT_ORDER = {v.value: i for i, v in enumerate(Verdict)}
 _IN_CHUNK = 500  # bound for IN (...) lists
 
-A = ArticleRow.__table__
-U = UrlRow.__table__
-O = OccurrenceRow.__table__  # noqa: E741
-R = ResultRow.__table__
-P = ResultRow.__table__.alias("prev")
-SC = SizeCheckRow.__table__
-CH = StateChangeRow.__table__
-F = FindingRow.__table__
-E = CorpusErrorRow.__table__
-RUN = RunRow.__table__
+PREVIOUS = RESULTS.alias("prev")
 
 
 class ReportError(Exception):
@@ -419,18 +410,18 @@ def _sections(sections: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def _run(conn: Connection, run_id: int | None) -> RunInfo:
-    query = select(RUN)
+    query = select(RUNS)
     query = (
-        query.where(RUN.c.id == run_id) if run_id is not None else query.order_by(RUN.c.id.desc()).limit(1)
+        query.where(RUNS.c.id == run_id) if run_id is not None else query.order_by(RUNS.c.id.desc()).limit(1)
     )
     row = conn.execute(query).first()
     if row is None:
         raise ReportError(
             "no check run in the database yet" if run_id is None else f"no run with id {run_id}"
         )
-    has_results = exists().where(R.c.run_id == RUN.c.id)
+    has_results = exists().where(RESULTS.c.run_id == RUNS.c.id)
     previous = conn.execute(
-        select(RUN.c.id).where(RUN.c.id < row.id, has_results).order_by(RUN.c.id.desc()).limit(1)
+        select(RUNS.c.id).where(RUNS.c.id < row.id, has_results).order_by(RUNS.c.id.desc()).limit(1)
     ).scalar()
     duration = (row.finished_at - row.started_at).total_seconds() if row.finished_at else None
     return RunInfo(
@@ -460,41 +451,41 @@ def _summary(ctx: _Ctx) -> Summary:
     per_verdict: dict[str, int] = {}
     severities: dict[str, int] = {}
     rows = conn.execute(
-        select(R.c.verdict, R.c.severity, func.count())
-        .where(R.c.run_id == run_id)
-        .group_by(R.c.verdict, R.c.severity)
+        select(RESULTS.c.verdict, RESULTS.c.severity, func.count())
+        .where(RESULTS.c.run_id == run_id)
+        .group_by(RESULTS.c.verdict, RESULTS.c.severity)
     )
     for verdict, severity, n in rows:
         per_verdict[verdict] = per_verdict.get(verdict, 0) + n
         severities[severity] = severities.get(severity, 0) + n
     if not per_verdict:  # results pruned: the run row still has its counts
         per_verdict = _stored_counts(conn, run_id)
-    role_urls = func.count(distinct(R.c.url_id))
+    role_urls = func.count(distinct(RESULTS.c.url_id))
     roles = conn.execute(
         select(
-            O.c.role,
+            OCCURRENCES.c.role,
             role_urls,
-            func.count(distinct(case((R.c.severity == Severity.ERROR.value, R.c.url_id)))),
-            func.count(distinct(case((R.c.severity == Severity.WARNING.value, R.c.url_id)))),
+            func.count(distinct(case((RESULTS.c.severity == Severity.ERROR.value, RESULTS.c.url_id)))),
+            func.count(distinct(case((RESULTS.c.severity == Severity.WARNING.value, RESULTS.c.url_id)))),
         )
-        .select_from(R.join(O, O.c.url_id == R.c.url_id))
-        .where(R.c.run_id == run_id)
-        .group_by(O.c.role)
-        .order_by(role_urls.desc(), O.c.role)
+        .select_from(RESULTS.join(OCCURRENCES, OCCURRENCES.c.url_id == RESULTS.c.url_id))
+        .where(RESULTS.c.run_id == run_id)
+        .group_by(OCCURRENCES.c.role)
+        .order_by(role_urls.desc(), OCCURRENCES.c.role)
     )
-    problems = func.sum(case((R.c.severity.in_(PROBLEM_SEVERITIES), 1), else_=0))
+    problems = func.sum(case((RESULTS.c.severity.in_(PROBLEM_SEVERITIES), 1), else_=0))
     hosts = conn.execute(
-        select(U.c.host, func.count(), _is_error(R.c.severity), _is_warning(R.c.severity))
-        .select_from(R.join(U, U.c.id == R.c.url_id))
-        .where(R.c.run_id == run_id)
-        .group_by(U.c.host)
-        .order_by(problems.desc(), func.count().desc(), U.c.host)
+        select(URLS.c.host, func.count(), _is_error(RESULTS.c.severity), _is_warning(RESULTS.c.severity))
+        .select_from(RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id))
+        .where(RESULTS.c.run_id == run_id)
+        .group_by(URLS.c.host)
+        .order_by(problems.desc(), func.count().desc(), URLS.c.host)
         .limit(ctx.top_hosts)
     )
     hosts_total = conn.execute(
-        select(func.count(distinct(U.c.host)))
-        .select_from(R.join(U, U.c.id == R.c.url_id))
-        .where(R.c.run_id == run_id)
+        select(func.count(distinct(URLS.c.host)))
+        .select_from(RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id))
+        .where(RESULTS.c.run_id == run_id)
     ).scalar_one()
     return Summary(
         verdicts=tuple(sorted(per_verdict.items(), key=lambda kv: (_VERDICT_ORDER.get(kv[0], 99), kv[0]))),
@@ -504,16 +495,18 @@ def _summary(ctx: _Ctx) -> Summary:
         roles=tuple(Count(role, n, err, warn) for role, n, err, warn in roles),
         hosts=tuple(Count(host, n, err or 0, warn or 0) for host, n, err, warn in hosts),
         hosts_total=hosts_total,
-        articles=_count(conn, select(func.count()).select_from(A).where(A.c.deleted_at.is_(None))),
-        occurrences=_count(conn, select(func.count()).select_from(O)),
-        urls=_count(conn, select(func.count()).select_from(U)),
-        findings=_count(conn, select(func.count()).select_from(F)),
-        corpus_errors=_count(conn, select(func.count()).select_from(E)),
+        articles=_count(
+            conn, select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))
+        ),
+        occurrences=_count(conn, select(func.count()).select_from(OCCURRENCES)),
+        urls=_count(conn, select(func.count()).select_from(URLS)),
+        findings=_count(conn, select(func.count()).select_from(FINDINGS)),
+        corpus_errors=_count(conn, select(func.count()).select_from(CORPUS_ERRORS)),
     )
 
 
 def _stored_counts(conn: Connection, run_id: int) -> dict[str, int]:
-    raw = conn.execute(select(RUN.c.counts).where(RUN.c.id == run_id)).scalar_one()
+    raw = conn.execute(select(RUNS.c.counts).where(RUNS.c.id == run_id)).scalar_one()
     try:
         counts = json.loads(raw or "{}")
     except ValueError:
@@ -530,43 +523,47 @@ def _count(conn: Connection, query: Any) -> int:
 # --- URL lists -------------------------------------------------------------------------------------
 
 _FACTS = (
-    U.c.id,
-    U.c.url,
-    U.c.host,
-    U.c.failing_since,
-    U.c.consecutive_failures,
-    U.c.alert_state,
-    R.c.verdict,
-    R.c.severity,
-    R.c.reason,
-    R.c.checked_at,
-    R.c.http_status,
-    R.c.final_url,
-    R.c.redirects,
-    R.c.attempts,
-    R.c.elapsed_ms,
-    R.c.content_type,
-    R.c.bytes_read,
-    R.c.image_format,
-    R.c.image_width,
-    R.c.image_height,
-    R.c.not_modified,
-    R.c.failure,
+    URLS.c.id,
+    URLS.c.url,
+    URLS.c.host,
+    URLS.c.failing_since,
+    URLS.c.consecutive_failures,
+    URLS.c.alert_state,
+    RESULTS.c.verdict,
+    RESULTS.c.severity,
+    RESULTS.c.reason,
+    RESULTS.c.checked_at,
+    RESULTS.c.http_status,
+    RESULTS.c.final_url,
+    RESULTS.c.redirects,
+    RESULTS.c.attempts,
+    RESULTS.c.elapsed_ms,
+    RESULTS.c.content_type,
+    RESULTS.c.bytes_read,
+    RESULTS.c.image_format,
+    RESULTS.c.image_width,
+    RESULTS.c.image_height,
+    RESULTS.c.not_modified,
+    RESULTS.c.failure,
 )
 
 
 def _this_run() -> FromClause:
-    """Result rows joined to their URL; callers filter ``R.run_id`` so the result indexes drive it."""
-    return R.join(U, U.c.id == R.c.url_id)
+    """Result rows joined to their URL; callers filter ``RESULTS.run_id`` so the result indexes drive it."""
+    return RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id)
 
 
 def _any_url(ctx: _Ctx) -> FromClause:
     """URLs with this run's result when there is one (for lists chosen by URL id)."""
-    return U.outerjoin(R, and_(R.c.url_id == U.c.id, R.c.run_id == ctx.run_id))
+    return URLS.outerjoin(RESULTS, and_(RESULTS.c.url_id == URLS.c.id, RESULTS.c.run_id == ctx.run_id))
 
 
 def _problems(ctx: _Ctx, verdicts: Sequence[str], *, by_host: bool = False) -> UrlList:
-    where = (R.c.run_id == ctx.run_id, R.c.verdict.in_(verdicts), R.c.severity.in_(PROBLEM_SEVERITIES))
+    where = (
+        RESULTS.c.run_id == ctx.run_id,
+        RESULTS.c.verdict.in_(verdicts),
+        RESULTS.c.severity.in_(PROBLEM_SEVERITIES),
+    )
     return _url_list(ctx, _this_run(), where, by_host=by_host)
 
 
@@ -585,12 +582,12 @@ def _url_list(
     total = _count(conn, select(func.count()).select_from(from_).where(*where))
     if total == 0:
         return UrlList(0, ())
-    prev_col = P.c.verdict if previous else literal(None)
+    prev_col = PREVIOUS.c.verdict if previous else literal(None)
     query = (
         select(*_FACTS, prev_col.label("previous_verdict"))
         .select_from(from_)
         .where(*where)
-        .order_by(R.c.severity, U.c.host, U.c.url)
+        .order_by(RESULTS.c.severity, URLS.c.host, URLS.c.url)
     )
     if ctx.limit is not None:
         query = query.limit(ctx.limit)
@@ -661,27 +658,29 @@ def _occurrences(
 ) -> dict[int, tuple[tuple[OccurrenceItem, ...], int]]:
     """The first ``occurrence_limit`` places of each URL (capped in SQL by a window) and their count."""
     found: dict[int, tuple[list[OccurrenceItem], int]] = {}
-    joined = O.join(A, A.c.id == O.c.article_id).outerjoin(
-        SC, and_(SC.c.occurrence_id == O.c.id, SC.c.run_id == ctx.run_id)
+    joined = OCCURRENCES.join(ARTICLES, ARTICLES.c.id == OCCURRENCES.c.article_id).outerjoin(
+        SIZE_CHECKS, and_(SIZE_CHECKS.c.occurrence_id == OCCURRENCES.c.id, SIZE_CHECKS.c.run_id == ctx.run_id)
     )
     for chunk in _chunks(url_ids):
-        where = [O.c.url_id.in_(chunk)]
+        where = [OCCURRENCES.c.url_id.in_(chunk)]
         if size_verdict is not None:
-            where.append(SC.c.verdict == size_verdict)
+            where.append(SIZE_CHECKS.c.verdict == size_verdict)
         ranked = (
             select(
-                O.c.url_id,
-                A.c.path,
-                A.c.title,
-                O.c.location,
-                O.c.role,
-                O.c.declared_width,
-                O.c.declared_height,
-                SC.c.verdict.label("size_check"),
-                SC.c.actual_width,
-                SC.c.actual_height,
-                func.row_number().over(partition_by=O.c.url_id, order_by=(A.c.path, O.c.id)).label("rank"),
-                func.count().over(partition_by=O.c.url_id).label("places"),
+                OCCURRENCES.c.url_id,
+                ARTICLES.c.path,
+                ARTICLES.c.title,
+                OCCURRENCES.c.location,
+                OCCURRENCES.c.role,
+                OCCURRENCES.c.declared_width,
+                OCCURRENCES.c.declared_height,
+                SIZE_CHECKS.c.verdict.label("size_check"),
+                SIZE_CHECKS.c.actual_width,
+                SIZE_CHECKS.c.actual_height,
+                func.row_number()
+                .over(partition_by=OCCURRENCES.c.url_id, order_by=(ARTICLES.c.path, OCCURRENCES.c.id))
+                .label("rank"),
+                func.count().over(partition_by=OCCURRENCES.c.url_id).label("places"),
             )
             .select_from(joined)
             .where(*where)
@@ -712,32 +711,32 @@ def _by_host(
     conn = ctx.conn
     urls = func.count()
     query = (
-        select(U.c.host, urls, _is_error(R.c.severity), _is_warning(R.c.severity))
+        select(URLS.c.host, urls, _is_error(RESULTS.c.severity), _is_warning(RESULTS.c.severity))
         .select_from(from_)
         .where(*where)
-        .group_by(U.c.host)
-        .order_by(urls.desc(), U.c.host)
+        .group_by(URLS.c.host)
+        .order_by(urls.desc(), URLS.c.host)
     )
     if ctx.limit is not None:
         query = query.limit(ctx.limit)
     heads = conn.execute(query).all()
-    hosts_total = _count(conn, select(func.count(distinct(U.c.host))).select_from(from_).where(*where))
+    hosts_total = _count(conn, select(func.count(distinct(URLS.c.host))).select_from(from_).where(*where))
     verdicts: dict[str, list[tuple[str, int]]] = {}
     places: dict[str, tuple[int, int]] = {}
     for chunk in _chunks([h[0] for h in heads]):
-        in_chunk = U.c.host.in_(chunk)
+        in_chunk = URLS.c.host.in_(chunk)
         for host, verdict, n in conn.execute(
-            select(U.c.host, R.c.verdict, func.count())
+            select(URLS.c.host, RESULTS.c.verdict, func.count())
             .select_from(from_)
             .where(*where, in_chunk)
-            .group_by(U.c.host, R.c.verdict)
+            .group_by(URLS.c.host, RESULTS.c.verdict)
         ):
             verdicts.setdefault(host, []).append((verdict, n))
         for host, occ, arts in conn.execute(
-            select(U.c.host, func.count(O.c.id), func.count(distinct(O.c.article_id)))
-            .select_from(from_.join(O, O.c.url_id == U.c.id))
+            select(URLS.c.host, func.count(OCCURRENCES.c.id), func.count(distinct(OCCURRENCES.c.article_id)))
+            .select_from(from_.join(OCCURRENCES, OCCURRENCES.c.url_id == URLS.c.id))
             .where(*where, in_chunk)
-            .group_by(U.c.host)
+            .group_by(URLS.c.host)
         ):
             places[host] = (occ, arts)
     groups = tuple(
@@ -757,8 +756,10 @@ def _by_host(
 
 def _images(ctx: _Ctx) -> ImagesSection:
     def sized(verdict: SizeCheck) -> UrlList:
-        checked = select(SC.c.url_id).where(SC.c.run_id == ctx.run_id, SC.c.verdict == verdict.value)
-        return _url_list(ctx, _any_url(ctx), (U.c.id.in_(checked),), size_verdict=verdict.value)
+        checked = select(SIZE_CHECKS.c.url_id).where(
+            SIZE_CHECKS.c.run_id == ctx.run_id, SIZE_CHECKS.c.verdict == verdict.value
+        )
+        return _url_list(ctx, _any_url(ctx), (URLS.c.id.in_(checked),), size_verdict=verdict.value)
 
     return ImagesSection(
         size_mismatch=sized(SizeCheck.SIZE_MISMATCH),
@@ -775,34 +776,52 @@ def _failing(table: Any) -> ColumnElement[bool]:
 def _flapping_ids(run_id: int) -> Any:
     """URLs whose latest alert-state change up to ``run_id`` went to flapping."""
     latest = (
-        select(func.max(CH.c.id).label("id")).where(CH.c.run_id <= run_id).group_by(CH.c.url_id).subquery()
+        select(func.max(STATE_CHANGES.c.id).label("id"))
+        .where(STATE_CHANGES.c.run_id <= run_id)
+        .group_by(STATE_CHANGES.c.url_id)
+        .subquery()
     )
-    return select(CH.c.url_id).join(latest, latest.c.id == CH.c.id).where(CH.c.to_state == "flapping")
+    return (
+        select(STATE_CHANGES.c.url_id)
+        .join(latest, latest.c.id == STATE_CHANGES.c.id)
+        .where(STATE_CHANGES.c.to_state == "flapping")
+    )
 
 
 def _changes(ctx: _Ctx) -> ChangesSection:
     flapping = _flapping_ids(ctx.run_id)
-    flap = _url_list(ctx, _any_url(ctx), (U.c.id.in_(flapping),), previous=False)
-    steady = R.c.url_id.not_in(flapping)
+    flap = _url_list(ctx, _any_url(ctx), (URLS.c.id.in_(flapping),), previous=False)
+    steady = RESULTS.c.url_id.not_in(flapping)
     previous_id = ctx.previous_id if ctx.previous_id is not None else -1  # -1 matches no run
-    with_prev = _this_run().outerjoin(P, and_(P.c.run_id == previous_id, P.c.url_id == R.c.url_id))
-    this_run = R.c.run_id == ctx.run_id
+    with_prev = _this_run().outerjoin(
+        PREVIOUS, and_(PREVIOUS.c.run_id == previous_id, PREVIOUS.c.url_id == RESULTS.c.url_id)
+    )
+    this_run = RESULTS.c.run_id == ctx.run_id
     newly = _url_list(
         ctx,
         with_prev,
-        (this_run, _failing(R), or_(P.c.id.is_(None), not_(_failing(P))), steady),
+        (this_run, _failing(RESULTS), or_(PREVIOUS.c.id.is_(None), not_(_failing(PREVIOUS))), steady),
         previous=True,
     )
     if ctx.previous_id is None:
         empty = UrlList(0, ())
         return ChangesSection(None, newly, empty, empty, flap)
     still = _url_list(
-        ctx, with_prev, (this_run, _failing(R), P.c.id.is_not(None), _failing(P), steady), previous=True
+        ctx,
+        with_prev,
+        (this_run, _failing(RESULTS), PREVIOUS.c.id.is_not(None), _failing(PREVIOUS), steady),
+        previous=True,
     )
     recovered = _url_list(
         ctx,
         with_prev,
-        (this_run, R.c.verdict.in_(GOOD_VERDICTS), P.c.id.is_not(None), _failing(P), steady),
+        (
+            this_run,
+            RESULTS.c.verdict.in_(GOOD_VERDICTS),
+            PREVIOUS.c.id.is_not(None),
+            _failing(PREVIOUS),
+            steady,
+        ),
         previous=True,
     )
     return ChangesSection(ctx.previous_id, newly, recovered, still, flap)
@@ -813,11 +832,21 @@ def _changes(ctx: _Ctx) -> ChangesSection:
 
 def _findings(ctx: _Ctx) -> FindingsSection:
     conn = ctx.conn
-    counts = conn.execute(select(F.c.kind, func.count()).group_by(F.c.kind).order_by(F.c.kind)).all()
+    counts = conn.execute(
+        select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind).order_by(FINDINGS.c.kind)
+    ).all()
     query = (
-        select(A.c.path, A.c.title, F.c.location, F.c.kind, F.c.message, F.c.value, F.c.expected)
-        .select_from(F.join(A, A.c.id == F.c.article_id))
-        .order_by(F.c.kind, A.c.path, F.c.id)
+        select(
+            ARTICLES.c.path,
+            ARTICLES.c.title,
+            FINDINGS.c.location,
+            FINDINGS.c.kind,
+            FINDINGS.c.message,
+            FINDINGS.c.value,
+            FINDINGS.c.expected,
+        )
+        .select_from(FINDINGS.join(ARTICLES, ARTICLES.c.id == FINDINGS.c.article_id))
+        .order_by(FINDINGS.c.kind, ARTICLES.c.path, FINDINGS.c.id)
     )
     if ctx.limit is not None:
         query = query.limit(ctx.limit)
@@ -830,28 +859,34 @@ def _findings(ctx: _Ctx) -> FindingsSection:
 def _corpus_errors(ctx: _Ctx) -> CorpusErrorsSection:
     conn = ctx.conn
     query = select(
-        E.c.path, E.c.kind, E.c.message, E.c.line, E.c.column, E.c.first_seen, E.c.last_seen
-    ).order_by(E.c.path)
+        CORPUS_ERRORS.c.path,
+        CORPUS_ERRORS.c.kind,
+        CORPUS_ERRORS.c.message,
+        CORPUS_ERRORS.c.line,
+        CORPUS_ERRORS.c.column,
+        CORPUS_ERRORS.c.first_seen,
+        CORPUS_ERRORS.c.last_seen,
+    ).order_by(CORPUS_ERRORS.c.path)
     if ctx.limit is not None:
         query = query.limit(ctx.limit)
     items = tuple(CorpusErrorItem(*row) for row in conn.execute(query))
-    return CorpusErrorsSection(_count(conn, select(func.count()).select_from(E)), items)
+    return CorpusErrorsSection(_count(conn, select(func.count()).select_from(CORPUS_ERRORS)), items)
 
 
 def _trend(conn: Connection, run_id: int, runs: int) -> tuple[TrendPoint, ...]:
     """Checked, errors and warnings of the last ``runs`` runs up to this one, oldest first."""
     heads = conn.execute(
-        select(RUN.c.id, RUN.c.started_at, RUN.c.state)
-        .where(RUN.c.id <= run_id)
-        .order_by(RUN.c.id.desc())
+        select(RUNS.c.id, RUNS.c.started_at, RUNS.c.state)
+        .where(RUNS.c.id <= run_id)
+        .order_by(RUNS.c.id.desc())
         .limit(runs)
     ).all()
     ids = [h.id for h in heads]
     counts: dict[int, tuple[int, int, int]] = {}
     for run, n, err, warn in conn.execute(
-        select(R.c.run_id, func.count(), _is_error(R.c.severity), _is_warning(R.c.severity))
-        .where(R.c.run_id.in_(ids))
-        .group_by(R.c.run_id)
+        select(RESULTS.c.run_id, func.count(), _is_error(RESULTS.c.severity), _is_warning(RESULTS.c.severity))
+        .where(RESULTS.c.run_id.in_(ids))
+        .group_by(RESULTS.c.run_id)
     ):
         counts[run] = (n, err or 0, warn or 0)
     return tuple(

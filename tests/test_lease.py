@@ -178,7 +178,7 @@ def test_racing_processes_exactly_one_wins(db_url: str, preset: str) -> None:
     try:
         for round_no in range(3):
             with eng.begin() as conn:
-                conn.execute(lease.L.delete())
+                conn.execute(lease.LEASES.delete())
             if preset == "expired":
                 assert acquire(eng, "race", "gone:1", 1, now=datetime.now(UTC) - timedelta(hours=1))
             barrier, out = ctx.Barrier(5), ctx.Queue()

@@ -20,7 +20,7 @@ from monitor.distributed.runs import NotRunning, abandon_run, progress
 from monitor.distributed.worker import serve
 from monitor.logs import configure_logging
 from monitor.store import results as store
-from monitor.store.results import R
+from monitor.store.tables import RUNS
 
 
 @app.command()
@@ -137,7 +137,7 @@ def format_runs(engine: Engine, run_id: int | None, limit: int = 10) -> str:
         ids = (
             [run_id]
             if run_id is not None
-            else list(conn.execute(select(R.c.id).order_by(R.c.id.desc()).limit(limit)).scalars())
+            else list(conn.execute(select(RUNS.c.id).order_by(RUNS.c.id.desc()).limit(limit)).scalars())
         )
     runs_rows = [("RUN", "STATE", "TRIGGER", "STARTED (UTC)", "SHARDS", "CHECKED", "REQUEUES")]
     shard_rows = [("SHARD", "STATE", "ATTEMPT", "CHECKED", "BEAT AGO", "WORKER", "HOSTS")]

@@ -17,14 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
 from monitor.run.shards import ShardSpec
-from monitor.store.models import RunEventRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
-from monitor.store.results import FAILING, RES, live_urls
-
-RS = RunShardRow.__table__
-RF = RunFanoutRow.__table__
-RE = RunEventRow.__table__
-R = RunRow.__table__
-U = UrlRow.__table__
+from monitor.store.results import FAILING, live_urls
+from monitor.store.tables import RESULTS, RUN_EVENTS, RUN_FANOUT, RUN_SHARDS, RUNS, URLS
 
 
 class ShardLost(Exception):
@@ -48,16 +42,16 @@ def _pending_urls(run_id: int, only_failing: bool) -> Any:
     """Live URLs without a result in this run (the same filter as ``plan_page``)."""
     cond = and_(
         live_urls(),
-        ~select(RES.c.id).where(RES.c.run_id == run_id, RES.c.url_id == U.c.id).exists(),
+        ~select(RESULTS.c.id).where(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id).exists(),
     )
     if only_failing:
-        cond = and_(cond, U.c.last_verdict.in_(FAILING))
+        cond = and_(cond, URLS.c.last_verdict.in_(FAILING))
     return cond
 
 
 def host_counts(conn: Connection, run_id: int, only_failing: bool) -> dict[str, int]:
     rows = conn.execute(
-        select(U.c.host, func.count()).where(_pending_urls(run_id, only_failing)).group_by(U.c.host)
+        select(URLS.c.host, func.count()).where(_pending_urls(run_id, only_failing)).group_by(URLS.c.host)
     )
     return {host: int(n) for host, n in rows}
 
@@ -67,8 +61,8 @@ def slice_bounds(
 ) -> list[tuple[int, int]]:
     """Inclusive url-id ranges cutting ``host``'s pending URLs into ``parts`` equal slices."""
     inner = (
-        select(U.c.id, func.ntile(parts).over(order_by=U.c.id).label("part"))
-        .where(U.c.host == host, _pending_urls(run_id, only_failing))
+        select(URLS.c.id, func.ntile(parts).over(order_by=URLS.c.id).label("part"))
+        .where(URLS.c.host == host, _pending_urls(run_id, only_failing))
         .subquery()
     )
     rows = conn.execute(
@@ -85,7 +79,7 @@ def create_shards(
     for no, spec in enumerate(specs):
         lo_hi = bounds[spec.hosts[0]][spec.part] if spec.part is not None else (None, None)
         shard_id = conn.execute(
-            insert(RS)
+            insert(RUN_SHARDS)
             .values(
                 run_id=run_id,
                 shard_no=no,
@@ -100,7 +94,7 @@ def create_shards(
                 checked=0,
                 heartbeat_at=func.now(),
             )
-            .returning(RS.c.id)
+            .returning(RUN_SHARDS.c.id)
         ).scalar_one()
         out.append((int(shard_id), f"{spec.lock}:run{run_id}" if spec.lock else None))
     return out
@@ -110,7 +104,7 @@ def create_fanout(
     conn: Connection, run_id: int, queue: str, total: int, only_failing: bool, lease_holder: str
 ) -> None:
     conn.execute(
-        insert(RF).values(
+        insert(RUN_FANOUT).values(
             run_id=run_id,
             queue=queue,
             shard_total=total,
@@ -126,24 +120,33 @@ def claim(engine: Engine, shard_id: int, worker: str, job_id: int | None) -> Cla
     """Own a queued shard of a running run; None when it is done, failed, owned, or its run has ended."""
     with engine.begin() as conn:
         row = conn.execute(
-            update(RS)
+            update(RUN_SHARDS)
             .where(
-                RS.c.id == shard_id,
-                RS.c.state == "queued",
-                select(R.c.id).where(R.c.id == RS.c.run_id, R.c.state == "running").exists(),
+                RUN_SHARDS.c.id == shard_id,
+                RUN_SHARDS.c.state == "queued",
+                select(RUNS.c.id).where(RUNS.c.id == RUN_SHARDS.c.run_id, RUNS.c.state == "running").exists(),
             )
             .values(
                 state="running",
                 worker=worker,
                 job_id=job_id,
                 heartbeat_at=func.now(),
-                started_at=func.coalesce(RS.c.started_at, func.now()),
+                started_at=func.coalesce(RUN_SHARDS.c.started_at, func.now()),
             )
-            .returning(RS.c.run_id, RS.c.attempt, RS.c.hosts, RS.c.url_lo, RS.c.url_hi, RS.c.url_count)
+            .returning(
+                RUN_SHARDS.c.run_id,
+                RUN_SHARDS.c.attempt,
+                RUN_SHARDS.c.hosts,
+                RUN_SHARDS.c.url_lo,
+                RUN_SHARDS.c.url_hi,
+                RUN_SHARDS.c.url_count,
+            )
         ).first()
         if row is None:
             return None
-        only_failing = conn.execute(select(RF.c.only_failing).where(RF.c.run_id == row.run_id)).scalar_one()
+        only_failing = conn.execute(
+            select(RUN_FANOUT.c.only_failing).where(RUN_FANOUT.c.run_id == row.run_id)
+        ).scalar_one()
     id_range = (row.url_lo, row.url_hi) if row.url_lo is not None else None
     return Claim(
         shard_id,
@@ -163,7 +166,9 @@ def fence(conn: Connection, shard_id: int, attempt: int) -> None:
     first (and the next attempt, planning after its claim, sees its results), or the
     hand-back does and this batch is refused.
     """
-    row = conn.execute(select(RS.c.attempt, RS.c.state).where(RS.c.id == shard_id).with_for_update()).first()
+    row = conn.execute(
+        select(RUN_SHARDS.c.attempt, RUN_SHARDS.c.state).where(RUN_SHARDS.c.id == shard_id).with_for_update()
+    ).first()
     if row is None or row.attempt != attempt or row.state != "running":
         raise ShardLost(f"shard {shard_id} attempt {attempt} was handed over")
 
@@ -173,11 +178,13 @@ def record_batch(
 ) -> None:
     """Count the batch on the shard and keep its alert events for the fan-in (same transaction)."""
     conn.execute(
-        update(RS).where(RS.c.id == shard_id).values(checked=RS.c.checked + written, heartbeat_at=func.now())
+        update(RUN_SHARDS)
+        .where(RUN_SHARDS.c.id == shard_id)
+        .values(checked=RUN_SHARDS.c.checked + written, heartbeat_at=func.now())
     )
     if events:
         conn.execute(
-            insert(RE),
+            insert(RUN_EVENTS),
             [
                 {
                     "run_id": run_id,
@@ -194,24 +201,30 @@ def beat(engine: Engine, shard_id: int, run_id: int, attempt: int) -> bool:
     """Heartbeat of a working shard (and its run); False when the shard was handed over."""
     with engine.begin() as conn:
         res = conn.execute(
-            update(RS)
-            .where(RS.c.id == shard_id, RS.c.attempt == attempt, RS.c.state == "running")
+            update(RUN_SHARDS)
+            .where(
+                RUN_SHARDS.c.id == shard_id, RUN_SHARDS.c.attempt == attempt, RUN_SHARDS.c.state == "running"
+            )
             .values(heartbeat_at=func.now())
         )
         if res.rowcount != 1:
             return False
-        conn.execute(update(R).where(R.c.id == run_id).values(heartbeat_at=func.now()))
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(heartbeat_at=func.now()))
         return True
 
 
 def _count_done(conn: Connection, run_id: int, *, failed: bool) -> bool:
     """Bump the run's fan-in counter (row-locked, so of two racing last shards one sees the end)."""
-    values = {"shard_failed": RF.c.shard_failed + 1} if failed else {"shard_done": RF.c.shard_done + 1}
+    values = (
+        {"shard_failed": RUN_FANOUT.c.shard_failed + 1}
+        if failed
+        else {"shard_done": RUN_FANOUT.c.shard_done + 1}
+    )
     row = conn.execute(
-        update(RF)
-        .where(RF.c.run_id == run_id)
+        update(RUN_FANOUT)
+        .where(RUN_FANOUT.c.run_id == run_id)
         .values(**values)
-        .returning(RF.c.shard_done, RF.c.shard_failed, RF.c.shard_total)
+        .returning(RUN_FANOUT.c.shard_done, RUN_FANOUT.c.shard_failed, RUN_FANOUT.c.shard_total)
     ).one()
     return bool(row.shard_done + row.shard_failed >= row.shard_total)
 
@@ -220,8 +233,10 @@ def complete(engine: Engine, shard_id: int, run_id: int, attempt: int) -> tuple[
     """Mark the shard done once; returns (counted, last): ``last`` when this completion ends the run."""
     with engine.begin() as conn:
         res = conn.execute(
-            update(RS)
-            .where(RS.c.id == shard_id, RS.c.attempt == attempt, RS.c.state == "running")
+            update(RUN_SHARDS)
+            .where(
+                RUN_SHARDS.c.id == shard_id, RUN_SHARDS.c.attempt == attempt, RUN_SHARDS.c.state == "running"
+            )
             .values(state="done", finished_at=func.now(), heartbeat_at=func.now())
         )
         if res.rowcount != 1:
@@ -241,23 +256,26 @@ def hand_back(
     with engine.begin() as conn:
         # never queue behind a lock a frozen owner holds: fail fast, the reaper tries again next period
         conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-        cond = [RS.c.id == shard_id, RS.c.state == "running"]
+        cond = [RUN_SHARDS.c.id == shard_id, RUN_SHARDS.c.state == "running"]
         if attempt is not None:
-            cond.append(RS.c.attempt == attempt)
+            cond.append(RUN_SHARDS.c.attempt == attempt)
         row = conn.execute(
-            update(RS)
+            update(RUN_SHARDS)
             .where(*cond)
             .values(
-                attempt=RS.c.attempt + 1, requeues=RS.c.requeues + 1, worker=None, heartbeat_at=func.now()
+                attempt=RUN_SHARDS.c.attempt + 1,
+                requeues=RUN_SHARDS.c.requeues + 1,
+                worker=None,
+                heartbeat_at=func.now(),
             )
-            .returning(RS.c.run_id, RS.c.attempt)
+            .returning(RUN_SHARDS.c.run_id, RUN_SHARDS.c.attempt)
         ).first()
         if row is None:
             return None, False
         if row.attempt > max_attempts:
             conn.execute(
-                update(RS)
-                .where(RS.c.id == shard_id)
+                update(RUN_SHARDS)
+                .where(RUN_SHARDS.c.id == shard_id)
                 .values(
                     state="failed",
                     finished_at=func.now(),
@@ -265,7 +283,9 @@ def hand_back(
                 )
             )
             return "failed", _count_done(conn, row.run_id, failed=True)
-        conn.execute(update(RS).where(RS.c.id == shard_id).values(state="queued", error=reason))
+        conn.execute(
+            update(RUN_SHARDS).where(RUN_SHARDS.c.id == shard_id).values(state="queued", error=reason)
+        )
         return "queued", False
 
 
@@ -282,14 +302,24 @@ def stale_shards(engine: Engine, state: str, older_than: timedelta) -> list[Stal
     """Shards of running runs in ``state`` whose last sign of life is older than ``older_than``."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(RS.c.id, RS.c.run_id, RS.c.job_id, RS.c.lock, RF.c.queue)
-            .select_from(RS.join(RF, RF.c.run_id == RS.c.run_id).join(R, R.c.id == RS.c.run_id))
-            .where(
-                R.c.state == "running",
-                RS.c.state == state,
-                RS.c.heartbeat_at < func.now() - older_than,
+            select(
+                RUN_SHARDS.c.id,
+                RUN_SHARDS.c.run_id,
+                RUN_SHARDS.c.job_id,
+                RUN_SHARDS.c.lock,
+                RUN_FANOUT.c.queue,
             )
-            .order_by(RS.c.id)
+            .select_from(
+                RUN_SHARDS.join(RUN_FANOUT, RUN_FANOUT.c.run_id == RUN_SHARDS.c.run_id).join(
+                    RUNS, RUNS.c.id == RUN_SHARDS.c.run_id
+                )
+            )
+            .where(
+                RUNS.c.state == "running",
+                RUN_SHARDS.c.state == state,
+                RUN_SHARDS.c.heartbeat_at < func.now() - older_than,
+            )
+            .order_by(RUN_SHARDS.c.id)
         )
         return [Stale(*r) for r in rows]
 
@@ -298,7 +328,9 @@ def touch(engine: Engine, shard_id: int) -> None:
     """Restart a queued shard's staleness clock (a fresh job was just deferred for it)."""
     with engine.begin() as conn:
         conn.execute(
-            update(RS).where(RS.c.id == shard_id, RS.c.state == "queued").values(heartbeat_at=func.now())
+            update(RUN_SHARDS)
+            .where(RUN_SHARDS.c.id == shard_id, RUN_SHARDS.c.state == "queued")
+            .values(heartbeat_at=func.now())
         )
 
 
@@ -307,9 +339,12 @@ def unfinalized_runs(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(RF.c.run_id)
-                .join(R, R.c.id == RF.c.run_id)
-                .where(R.c.state == "running", RF.c.shard_done + RF.c.shard_failed >= RF.c.shard_total)
+                select(RUN_FANOUT.c.run_id)
+                .join(RUNS, RUNS.c.id == RUN_FANOUT.c.run_id)
+                .where(
+                    RUNS.c.state == "running",
+                    RUN_FANOUT.c.shard_done + RUN_FANOUT.c.shard_failed >= RUN_FANOUT.c.shard_total,
+                )
             ).scalars()
         )
 
@@ -317,13 +352,15 @@ def unfinalized_runs(engine: Engine) -> list[int]:
 def run_events(conn: Connection, run_id: int) -> list[tuple[int, str, dict[str, Any]]]:
     """The run's outbox in commit order: (row id, event name, keys)."""
     rows = conn.execute(
-        select(RE.c.id, RE.c.name, RE.c.payload).where(RE.c.run_id == run_id).order_by(RE.c.id)
+        select(RUN_EVENTS.c.id, RUN_EVENTS.c.name, RUN_EVENTS.c.payload)
+        .where(RUN_EVENTS.c.run_id == run_id)
+        .order_by(RUN_EVENTS.c.id)
     )
     return [(int(row_id), name, json.loads(payload)) for row_id, name, payload in rows]
 
 
 def _ended(run_id: Any) -> Any:
-    return select(R.c.id).where(R.c.id == run_id, R.c.state != "running").exists()
+    return select(RUNS.c.id).where(RUNS.c.id == run_id, RUNS.c.state != "running").exists()
 
 
 def undelivered_runs(engine: Engine) -> list[int]:
@@ -331,9 +368,9 @@ def undelivered_runs(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(RF.c.run_id)
-                .where(RF.c.alerts_emitted_at.is_(None), _ended(RF.c.run_id))
-                .order_by(RF.c.run_id)
+                select(RUN_FANOUT.c.run_id)
+                .where(RUN_FANOUT.c.alerts_emitted_at.is_(None), _ended(RUN_FANOUT.c.run_id))
+                .order_by(RUN_FANOUT.c.run_id)
             ).scalars()
         )
 
@@ -346,15 +383,19 @@ def claim_alerts(conn: Connection, run_id: int) -> bool:
     once); SKIP LOCKED makes a concurrent drain pass over a run someone is emitting.
     """
     row = conn.execute(
-        select(RF.c.run_id)
-        .where(RF.c.run_id == run_id, RF.c.alerts_emitted_at.is_(None), _ended(RF.c.run_id))
+        select(RUN_FANOUT.c.run_id)
+        .where(
+            RUN_FANOUT.c.run_id == run_id,
+            RUN_FANOUT.c.alerts_emitted_at.is_(None),
+            _ended(RUN_FANOUT.c.run_id),
+        )
         .with_for_update(skip_locked=True)
     ).first()
     return row is not None
 
 
 def mark_alerts_emitted(conn: Connection, run_id: int) -> None:
-    conn.execute(update(RF).where(RF.c.run_id == run_id).values(alerts_emitted_at=func.now()))
+    conn.execute(update(RUN_FANOUT).where(RUN_FANOUT.c.run_id == run_id).values(alerts_emitted_at=func.now()))
 
 
 def cancel_shards(conn: Connection, run_id: int, reason: str) -> list[int]:
@@ -367,19 +408,19 @@ def cancel_shards(conn: Connection, run_id: int, reason: str) -> list[int]:
     """
     ids = list(
         conn.execute(
-            select(RS.c.id)
-            .where(RS.c.run_id == run_id, RS.c.state.in_(("queued", "running")))
-            .order_by(RS.c.id)
+            select(RUN_SHARDS.c.id)
+            .where(RUN_SHARDS.c.run_id == run_id, RUN_SHARDS.c.state.in_(("queued", "running")))
+            .order_by(RUN_SHARDS.c.id)
             .with_for_update()
         ).scalars()
     )
     if ids:
         conn.execute(
-            update(RS)
-            .where(RS.c.id.in_(ids))
+            update(RUN_SHARDS)
+            .where(RUN_SHARDS.c.id.in_(ids))
             .values(
                 state="cancelled",
-                attempt=RS.c.attempt + 1,
+                attempt=RUN_SHARDS.c.attempt + 1,
                 worker=None,
                 finished_at=func.now(),
                 heartbeat_at=func.now(),
@@ -390,11 +431,13 @@ def cancel_shards(conn: Connection, run_id: int, reason: str) -> list[int]:
 
 
 def fanout(conn: Connection, run_id: int) -> Any:
-    return conn.execute(select(RF).where(RF.c.run_id == run_id)).first()
+    return conn.execute(select(RUN_FANOUT).where(RUN_FANOUT.c.run_id == run_id)).first()
 
 
 def shards_of(conn: Connection, run_id: int) -> list[Any]:
-    return list(conn.execute(select(RS).where(RS.c.run_id == run_id).order_by(RS.c.shard_no)))
+    return list(
+        conn.execute(select(RUN_SHARDS).where(RUN_SHARDS.c.run_id == run_id).order_by(RUN_SHARDS.c.shard_no))
+    )
 
 
 def db_now(conn: Connection) -> Any:

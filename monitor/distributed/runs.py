@@ -37,14 +37,12 @@ from monitor.run.check import RunOutcome
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease
 from monitor.store import results as store
-from monitor.store.models import LeaseRow, RunRow
+from monitor.store.tables import LEASES, RUN_FANOUT, RUNS
 from reports.files import write_pending_reports, write_run_reports
 
 log = structlog.get_logger("monitor.distributed")
 EMIT_IDLE_LIMIT = "10min"  # longest pause PostgreSQL allows an alert emitter holding its claim
 REPORT_RETRY_SECONDS = 600.0  # a drain retries a run whose report files failed after this long
-R = RunRow.__table__
-L = LeaseRow.__table__
 
 
 def _now() -> datetime:
@@ -132,7 +130,7 @@ def _plan(
         planned = ledger.create_shards(conn, run_id, specs, bounds)
         ledger.create_fanout(conn, run_id, d.queue, len(planned), only_failing, holder)
         total = sum(counts.values())
-        conn.execute(update(R).where(R.c.id == run_id).values(total_targets=total, holder=holder))
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(total_targets=total, holder=holder))
     return run_id, planned, total
 
 
@@ -143,20 +141,22 @@ def _close(conn: Connection, run_id: int, state: str, error: str | None, lease_h
     racing, exactly one closes the run.
     """
     won = conn.execute(
-        update(R)
-        .where(R.c.id == run_id, R.c.state == "running")
+        update(RUNS)
+        .where(RUNS.c.id == run_id, RUNS.c.state == "running")
         .values(state=state, finished_at=func.now(), error=error)
     )
     if won.rowcount != 1:
         return False
     counts = store.verdict_counts(conn, run_id)
     conn.execute(
-        update(R)
-        .where(R.c.id == run_id)
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
         .values(counts=json.dumps(counts, sort_keys=True), checked=sum(counts.values()))
     )
-    conn.execute(update(ledger.RF).where(ledger.RF.c.run_id == run_id).values(finalized_by=store.holder_id()))
-    conn.execute(delete(L).where(L.c.name == lease.CORPUS_CHECK, L.c.holder == lease_holder))
+    conn.execute(
+        update(RUN_FANOUT).where(RUN_FANOUT.c.run_id == run_id).values(finalized_by=store.holder_id())
+    )
+    conn.execute(delete(LEASES).where(LEASES.c.name == lease.CORPUS_CHECK, LEASES.c.holder == lease_holder))
     return True
 
 
@@ -175,7 +175,7 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
         error = f"{fan.shard_failed} of {fan.shard_total} shards failed" if fan.shard_failed else None
         if not _close(conn, run_id, state, error, fan.lease_holder):
             return None
-        run = conn.execute(select(R).where(R.c.id == run_id)).one()
+        run = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one()
     try:
         events = deliver_alerts(settings, engine, run_id)
     except Exception as exc:  # the run is closed whatever happens here: the next drain emits them
@@ -277,7 +277,7 @@ def fail_run(settings: Settings, engine: Engine, run_id: int, reason: str) -> tu
     last shard's finalizer wins the race.
     """
     with engine.begin() as conn:
-        state = conn.execute(select(R.c.state).where(R.c.id == run_id)).scalar_one_or_none()
+        state = conn.execute(select(RUNS.c.state).where(RUNS.c.id == run_id)).scalar_one_or_none()
         if state is None:
             raise NotRunning(f"no run {run_id}")
         if state != "running":
@@ -325,9 +325,9 @@ def renew_run_leases(engine: Engine, settings: Settings) -> None:
     with engine.connect() as conn:
         holders = (
             conn.execute(
-                select(ledger.RF.c.lease_holder)
-                .join(R, R.c.id == ledger.RF.c.run_id)
-                .where(R.c.state == "running")
+                select(RUN_FANOUT.c.lease_holder)
+                .join(RUNS, RUNS.c.id == RUN_FANOUT.c.run_id)
+                .where(RUNS.c.state == "running")
             )
             .scalars()
             .all()
@@ -351,7 +351,7 @@ async def wait_run(engine: Engine, settings: Settings, run_id: int, on_progress:
 def progress(engine: Engine, run_id: int) -> dict[str, Any]:
     """Shards done/failed/running/queued, URLs checked and hand-backs of one run."""
     with engine.connect() as conn:
-        run = conn.execute(select(R).where(R.c.id == run_id)).one()
+        run = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one()
         rows = ledger.shards_of(conn, run_id)
         now = ledger.db_now(conn)
     by_state: dict[str, int] = {}

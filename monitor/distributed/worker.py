@@ -1,7 +1,7 @@
 """``monitor worker``: run shard jobs from the queue, heartbeat them, and reap what others dropped.
 
-A shard runs the embedded pipeline's dispatcher and writer, restricted to its hosts (or its
-url-id slice), so per-host limits and batching are the same code as a local run. What the
+A shard runs the local run's dispatcher and writer (``run.dispatch.Run``), restricted to its
+hosts (or its url-id slice), so per-host limits and batching are the same code as a local run. What the
 distributed mode adds sits around it:
 
 * every batch commits only while the shard still carries this worker's attempt (the fencing
@@ -37,6 +37,7 @@ from monitor.distributed import ledger, queue, runs
 from monitor.run.batch import save_results, write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.store import results as store
+from monitor.store.tables import RUN_SHARDS
 from monitor.types import FetchOutcome
 
 log = structlog.get_logger("monitor.worker")
@@ -60,7 +61,7 @@ class _Guard:
 
 
 class ShardRun(Run):
-    """The pipeline's dispatcher + writer over one shard's targets, with fenced batch writes."""
+    """The run dispatcher + writer over one shard's targets, with fenced batch writes."""
 
     def __init__(self, settings: Settings, engine: Engine, claim: ledger.Claim, stop: asyncio.Event) -> None:
         scope = RunScope(claim.run_id, claim.only_failing, hosts=claim.hosts, id_range=claim.id_range)
@@ -222,7 +223,7 @@ def _lock_of(engine: Engine, shard_id: int) -> str | None:
     from sqlalchemy import select
 
     with engine.connect() as conn:
-        return conn.execute(select(ledger.RS.c.lock).where(ledger.RS.c.id == shard_id)).scalar_one()
+        return conn.execute(select(RUN_SHARDS.c.lock).where(RUN_SHARDS.c.id == shard_id)).scalar_one()
 
 
 async def reap(settings: Settings, engine: Engine, app: Any) -> None:

@@ -33,7 +33,7 @@ from monitor.logs import configure_logging
 from monitor.run.dispatch import Run, RunScope
 from monitor.run.shards import pack
 from monitor.store.db import create
-from monitor.store.results import R
+from monitor.store.tables import RUNS
 
 MIN_TARGETS = 20_000  # "auto" splits only runs this big: a child costs 1-2 s of CPU to start
 MAX_AUTO = 4
@@ -114,7 +114,7 @@ async def _report_progress(
 
     def checked() -> int:
         with engine.connect() as conn:
-            return int(conn.execute(select(R.c.checked).where(R.c.id == run_id)).scalar_one() or 0)
+            return int(conn.execute(select(RUNS.c.checked).where(RUNS.c.id == run_id)).scalar_one() or 0)
 
     while True:
         await asyncio.sleep(1.0)

@@ -9,22 +9,13 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from monitor.store.models import (
-    ArticleRow,
     CorpusErrorRow,
     FindingRow,
-    OccurrenceRow,
-    ResultRow,
-    RunRow,
-    UrlRow,
 )
+from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, URLS
 from monitor.types import Severity, Verdict
 from monitor.urls import InvalidUrl, normalise_url, redact_url
 
-A = ArticleRow.__table__
-OCC = OccurrenceRow.__table__
-R = ResultRow.__table__
-RUN = RunRow.__table__
-U = UrlRow.__table__
 STATE_COLUMNS = (
     "last_checked",
     "last_verdict",
@@ -46,32 +37,38 @@ def url_history(engine: Engine, raw_url: str, runs: int = 30) -> dict[str, Any] 
     if isinstance(url, InvalidUrl):
         url = raw_url.strip()
     with engine.connect() as conn:
-        row = conn.execute(select(U).where(U.c.url == url)).mappings().first()
+        row = conn.execute(select(URLS).where(URLS.c.url == url)).mappings().first()
         if row is None:
             return None
         uid = row["id"]
         timeline = conn.execute(
             select(
-                R.c.run_id,
-                R.c.checked_at,
-                R.c.verdict,
-                R.c.severity,
-                R.c.http_status,
-                R.c.elapsed_ms,
-                R.c.image_width,
-                R.c.image_height,
-                R.c.not_modified,
-                R.c.reason,
+                RESULTS.c.run_id,
+                RESULTS.c.checked_at,
+                RESULTS.c.verdict,
+                RESULTS.c.severity,
+                RESULTS.c.http_status,
+                RESULTS.c.elapsed_ms,
+                RESULTS.c.image_width,
+                RESULTS.c.image_height,
+                RESULTS.c.not_modified,
+                RESULTS.c.reason,
             )
-            .where(R.c.url_id == uid)
-            .order_by(R.c.run_id.desc())
+            .where(RESULTS.c.url_id == uid)
+            .order_by(RESULTS.c.run_id.desc())
             .limit(runs)
         ).all()
         occurrences = conn.execute(
-            select(A.c.path, OCC.c.location, OCC.c.role, OCC.c.declared_width, OCC.c.declared_height)
-            .select_from(OCC.join(A, OCC.c.article_id == A.c.id))
-            .where(OCC.c.url_id == uid)
-            .order_by(A.c.path, OCC.c.id)
+            select(
+                ARTICLES.c.path,
+                OCCURRENCES.c.location,
+                OCCURRENCES.c.role,
+                OCCURRENCES.c.declared_width,
+                OCCURRENCES.c.declared_height,
+            )
+            .select_from(OCCURRENCES.join(ARTICLES, OCCURRENCES.c.article_id == ARTICLES.c.id))
+            .where(OCCURRENCES.c.url_id == uid)
+            .order_by(ARTICLES.c.path, OCCURRENCES.c.id)
         ).all()
     return {
         "url": redact_url(row["url"]),  # credentials stay in the inventory, never on screen
@@ -108,26 +105,28 @@ def url_history(engine: Engine, raw_url: str, runs: int = 30) -> dict[str, Any] 
 def corpus_status(engine: Engine) -> dict[str, Any]:
     """Last run summary, current problems by verdict and kind, and the oldest unresolved breakage."""
     with engine.connect() as conn:
-        last = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(1)).mappings().first()
-        live = select(OCC.c.url_id).where(OCC.c.url_id.is_not(None)).distinct().subquery()
+        last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).mappings().first()
+        live = select(OCCURRENCES.c.url_id).where(OCCURRENCES.c.url_id.is_not(None)).distinct().subquery()
         problems = dict(
             conn.execute(
-                select(U.c.last_verdict, func.count())
-                .join(live, live.c.url_id == U.c.id)
-                .where(U.c.last_severity.in_([Severity.ERROR.value, Severity.WARNING.value]))
-                .group_by(U.c.last_verdict)
+                select(URLS.c.last_verdict, func.count())
+                .join(live, live.c.url_id == URLS.c.id)
+                .where(URLS.c.last_severity.in_([Severity.ERROR.value, Severity.WARNING.value]))
+                .group_by(URLS.c.last_verdict)
             ).all()
         )
         oldest = conn.execute(
-            select(U.c.url, U.c.failing_since, U.c.consecutive_failures, U.c.last_verdict)
-            .join(live, live.c.url_id == U.c.id)
-            .where(U.c.failing_since.is_not(None), U.c.last_severity == Severity.ERROR.value)
-            .order_by(U.c.failing_since)
+            select(URLS.c.url, URLS.c.failing_since, URLS.c.consecutive_failures, URLS.c.last_verdict)
+            .join(live, live.c.url_id == URLS.c.id)
+            .where(URLS.c.failing_since.is_not(None), URLS.c.last_severity == Severity.ERROR.value)
+            .order_by(URLS.c.failing_since)
             .limit(5)
         ).all()
         findings = dict(conn.execute(select(FindingRow.kind, func.count()).group_by(FindingRow.kind)).all())
         errors = conn.execute(select(func.count()).select_from(CorpusErrorRow)).scalar_one()
-        files = conn.execute(select(func.count()).select_from(A).where(A.c.deleted_at.is_(None))).scalar_one()
+        files = conn.execute(
+            select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))
+        ).scalar_one()
         urls = conn.execute(select(func.count()).select_from(live)).scalar_one()
     return {
         "last_run": None

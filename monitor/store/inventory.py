@@ -14,15 +14,9 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from monitor.store.db import insert_ignore
-from monitor.store.models import ArticleRow, CorpusErrorRow, FindingRow, OccurrenceRow, UrlRow
+from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, URLS
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
 from monitor.urls import host_key
-
-A = ArticleRow.__table__
-O = OccurrenceRow.__table__  # noqa: E741
-F = FindingRow.__table__
-U = UrlRow.__table__
-E = CorpusErrorRow.__table__
 
 _IN_CHUNK = 500  # bound for IN (...) lists; SQLite allows 32766 variables, keep it modest
 
@@ -48,7 +42,16 @@ class Parsed:
 def known_files(engine: Engine) -> dict[str, KnownFile]:
     """Every article path the database knows, with the stat and hash of its last read."""
     with engine.connect() as conn:
-        rows = conn.execute(select(A.c.path, A.c.id, A.c.size, A.c.mtime_ns, A.c.sha256, A.c.deleted_at))
+        rows = conn.execute(
+            select(
+                ARTICLES.c.path,
+                ARTICLES.c.id,
+                ARTICLES.c.size,
+                ARTICLES.c.mtime_ns,
+                ARTICLES.c.sha256,
+                ARTICLES.c.deleted_at,
+            )
+        )
         return {r[0]: KnownFile(r[1], r[2], r[3], r[4], r[5] is not None) for r in rows}
 
 
@@ -63,20 +66,22 @@ def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict
     for start in range(0, len(items), _IN_CHUNK):
         chunk = items[start : start + _IN_CHUNK]
         conn.execute(
-            insert_ignore(conn, U),
+            insert_ignore(conn, URLS),
             [
                 {"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now}
                 for u, roles in chunk
             ],
         )
-        found = conn.execute(select(U.c.url, U.c.id, U.c.kind).where(U.c.url.in_([u for u, _ in chunk])))
+        found = conn.execute(
+            select(URLS.c.url, URLS.c.id, URLS.c.kind).where(URLS.c.url.in_([u for u, _ in chunk]))
+        )
         upgrade = []
         for url, uid, kind in found:
             out[url] = uid
             if kind != TargetKind.IMAGE.value and _kind_for(urls[url]) == TargetKind.IMAGE.value:
                 upgrade.append(uid)
         if upgrade:
-            conn.execute(update(U).where(U.c.id.in_(upgrade)).values(kind=TargetKind.IMAGE.value))
+            conn.execute(update(URLS).where(URLS.c.id.in_(upgrade)).values(kind=TargetKind.IMAGE.value))
     return out
 
 
@@ -98,24 +103,34 @@ def _article_ids(
     fresh = [p.article for p in batch if p.article.path not in known]
     old = [p.article for p in batch if p.article.path in known]
     if fresh:
-        conn.execute(insert(A), [{"path": a.path, "first_seen": now, **values(a)} for a in fresh])
+        conn.execute(insert(ARTICLES), [{"path": a.path, "first_seen": now, **values(a)} for a in fresh])
     if old:
-        stmt = update(A).where(A.c.id == bindparam("b_id")).values({k: bindparam(k) for k in values(old[0])})
+        stmt = (
+            update(ARTICLES)
+            .where(ARTICLES.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in values(old[0])})
+        )
         conn.execute(stmt, [{"b_id": known[a.path].id, **values(a)} for a in old])
     ids: dict[str, int] = {}
     if fresh:
         paths = [a.path for a in fresh]
         for start in range(0, len(paths), _IN_CHUNK):
             chunk = paths[start : start + _IN_CHUNK]
-            ids.update(dict(conn.execute(select(A.c.path, A.c.id).where(A.c.path.in_(chunk))).all()))
+            ids.update(
+                dict(
+                    conn.execute(
+                        select(ARTICLES.c.path, ARTICLES.c.id).where(ARTICLES.c.path.in_(chunk))
+                    ).all()
+                )
+            )
     return [ids[p.article.path] if p.article.path in ids else known[p.article.path].id for p in batch]
 
 
 def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
-        conn.execute(delete(O).where(O.c.article_id.in_(chunk)))
-        conn.execute(delete(F).where(F.c.article_id.in_(chunk)))
+        conn.execute(delete(OCCURRENCES).where(OCCURRENCES.c.article_id.in_(chunk)))
+        conn.execute(delete(FINDINGS).where(FINDINGS.c.article_id.in_(chunk)))
 
 
 def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownFile], now: datetime) -> None:
@@ -159,12 +174,14 @@ def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownF
                     }
                 )
         if occ_rows:
-            conn.execute(insert(O), occ_rows)
+            conn.execute(insert(OCCURRENCES), occ_rows)
         if find_rows:
-            conn.execute(insert(F), find_rows)
+            conn.execute(insert(FINDINGS), find_rows)
         paths = [p.article.path for p in batch]
         for start in range(0, len(paths), _IN_CHUNK):
-            conn.execute(delete(E).where(E.c.path.in_(paths[start : start + _IN_CHUNK])))
+            conn.execute(
+                delete(CORPUS_ERRORS).where(CORPUS_ERRORS.c.path.in_(paths[start : start + _IN_CHUNK]))
+            )
 
 
 def save_errors(
@@ -183,13 +200,13 @@ def save_errors(
             k = known.get(err.path)
             values = {"title": None, "size": size, "mtime_ns": mtime_ns, "sha256": "", "last_seen": now}
             if k is not None:
-                conn.execute(update(A).where(A.c.id == k.id).values(deleted_at=None, **values))
+                conn.execute(update(ARTICLES).where(ARTICLES.c.id == k.id).values(deleted_at=None, **values))
                 clear.append(k.id)
             else:
-                conn.execute(insert(A).values(path=err.path, first_seen=now, **values))
-            conn.execute(delete(E).where(E.c.path == err.path))
+                conn.execute(insert(ARTICLES).values(path=err.path, first_seen=now, **values))
+            conn.execute(delete(CORPUS_ERRORS).where(CORPUS_ERRORS.c.path == err.path))
             conn.execute(
-                insert(E).values(
+                insert(CORPUS_ERRORS).values(
                     path=err.path,
                     kind=err.kind,
                     message=err.message,
@@ -210,15 +227,25 @@ def mark_deleted(engine: Engine, paths: Sequence[str], known: dict[str, KnownFil
     with engine.begin() as conn:
         _clear_article(conn, ids)
         for start in range(0, len(ids), _IN_CHUNK):
-            conn.execute(update(A).where(A.c.id.in_(ids[start : start + _IN_CHUNK])).values(deleted_at=now))
+            conn.execute(
+                update(ARTICLES)
+                .where(ARTICLES.c.id.in_(ids[start : start + _IN_CHUNK]))
+                .values(deleted_at=now)
+            )
         for start in range(0, len(paths), _IN_CHUNK):
-            conn.execute(delete(E).where(E.c.path.in_(list(paths[start : start + _IN_CHUNK]))))
+            conn.execute(
+                delete(CORPUS_ERRORS).where(CORPUS_ERRORS.c.path.in_(list(paths[start : start + _IN_CHUNK])))
+            )
 
 
 def touch_unchanged(engine: Engine, now: datetime) -> None:
     """Mark every live article as seen now, in one statement."""
     with engine.begin() as conn:
-        conn.execute(update(A).where(A.c.deleted_at.is_(None), A.c.last_seen < now).values(last_seen=now))
+        conn.execute(
+            update(ARTICLES)
+            .where(ARTICLES.c.deleted_at.is_(None), ARTICLES.c.last_seen < now)
+            .values(last_seen=now)
+        )
 
 
 def save_restat(engine: Engine, restat: Sequence[tuple[int, int, int]], now: datetime) -> None:
@@ -226,8 +253,8 @@ def save_restat(engine: Engine, restat: Sequence[tuple[int, int, int]], now: dat
     if not restat:
         return
     stmt = (
-        update(A)
-        .where(A.c.id == bindparam("b_id"))
+        update(ARTICLES)
+        .where(ARTICLES.c.id == bindparam("b_id"))
         .values(size=bindparam("b_size"), mtime_ns=bindparam("b_mtime"), last_seen=now)
     )
     with engine.begin() as conn:
@@ -249,13 +276,15 @@ class InventoryCounts:
 def counts(engine: Engine) -> InventoryCounts:
     """Current inventory totals (live files only)."""
     with engine.connect() as conn:
-        files = conn.execute(select(func.count()).select_from(A).where(A.c.deleted_at.is_(None))).scalar_one()
-        errors = conn.execute(select(func.count()).select_from(E)).scalar_one()
-        occ = conn.execute(select(func.count()).select_from(O)).scalar_one()
-        distinct = conn.execute(
-            select(func.count(func.distinct(O.c.url_id))).where(O.c.url_id.is_not(None))
+        files = conn.execute(
+            select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))
         ).scalar_one()
-        by_kind = dict(conn.execute(select(F.c.kind, func.count()).group_by(F.c.kind)).all())
+        errors = conn.execute(select(func.count()).select_from(CORPUS_ERRORS)).scalar_one()
+        occ = conn.execute(select(func.count()).select_from(OCCURRENCES)).scalar_one()
+        distinct = conn.execute(
+            select(func.count(func.distinct(OCCURRENCES.c.url_id))).where(OCCURRENCES.c.url_id.is_not(None))
+        ).scalar_one()
+        by_kind = dict(conn.execute(select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind)).all())
     return InventoryCounts(
         files=files,
         articles=files - errors,

@@ -22,9 +22,8 @@ from sqlalchemy import Engine, and_, delete, select, update
 
 from monitor.store import results
 from monitor.store.db import dialect_insert
-from monitor.store.models import LeaseRow
+from monitor.store.tables import LEASES
 
-L = LeaseRow.__table__
 CORPUS_CHECK = "corpus-check"  # held by every check run: CLI, nightly job, recheck job
 POLL_S = 0.5  # how often a waiting caller retries
 
@@ -59,18 +58,22 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
     at = now or _now()
     values = {"holder": holder, "acquired_at": at, "expires_at": at + timedelta(seconds=ttl_s)}
     with engine.begin() as conn:
-        ins = dialect_insert(conn, L)
-        inserted = ins.values(name=name, **values).on_conflict_do_nothing().returning(L.c.name)
+        ins = dialect_insert(conn, LEASES)
+        inserted = ins.values(name=name, **values).on_conflict_do_nothing().returning(LEASES.c.name)
         if conn.execute(inserted).first() is not None:  # rowcount is not reliable for INSERTs
             return True
-        taken = conn.execute(update(L).where(L.c.name == name, L.c.expires_at < at).values(**values))
+        taken = conn.execute(
+            update(LEASES).where(LEASES.c.name == name, LEASES.c.expires_at < at).values(**values)
+        )
         if taken.rowcount == 1:
             return True
-        current = conn.execute(select(L.c.holder).where(L.c.name == name)).scalar_one_or_none()
+        current = conn.execute(select(LEASES.c.holder).where(LEASES.c.name == name)).scalar_one_or_none()
         if current is None or not _dead_here(current):
             return False
         log.warning("lease.taken_over", lease=name, holder=current, reason="holder process is gone")
-        stolen = conn.execute(update(L).where(and_(L.c.name == name, L.c.holder == current)).values(**values))
+        stolen = conn.execute(
+            update(LEASES).where(and_(LEASES.c.name == name, LEASES.c.holder == current)).values(**values)
+        )
         return stolen.rowcount == 1
 
 
@@ -84,8 +87,8 @@ def renew(engine: Engine, name: str, holder: str, ttl_s: float, *, now: datetime
     at = now or _now()
     with engine.begin() as conn:
         res = conn.execute(
-            update(L)
-            .where(L.c.name == name, L.c.holder == holder)
+            update(LEASES)
+            .where(LEASES.c.name == name, LEASES.c.holder == holder)
             .values(expires_at=at + timedelta(seconds=ttl_s))
         )
         return res.rowcount == 1
@@ -94,13 +97,13 @@ def renew(engine: Engine, name: str, holder: str, ttl_s: float, *, now: datetime
 def release(engine: Engine, name: str, holder: str) -> None:
     """Drop the lease if ``holder`` still has it (a taken-over lease stays with its new holder)."""
     with engine.begin() as conn:
-        conn.execute(delete(L).where(L.c.name == name, L.c.holder == holder))
+        conn.execute(delete(LEASES).where(LEASES.c.name == name, LEASES.c.holder == holder))
 
 
 def current(engine: Engine, name: str) -> tuple[str, datetime] | None:
     """(holder, expires_at) of ``name``, or None when nobody has ever held it or it was released."""
     with engine.connect() as conn:
-        row = conn.execute(select(L.c.holder, L.c.expires_at).where(L.c.name == name)).first()
+        row = conn.execute(select(LEASES.c.holder, LEASES.c.expires_at).where(LEASES.c.name == name)).first()
     return (row[0], row[1]) if row else None
 
 

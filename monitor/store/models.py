@@ -1,5 +1,6 @@
-"""SQL tables. Storage types only: stages exchange ``monitor.types`` values, and
-``store/repo.py`` converts at this boundary. Enums are stored as plain strings.
+"""SQL tables. Storage types only: stages exchange ``monitor.types`` values, and the store's
+query modules (``results``, ``inventory``, ...) convert at this boundary. Enums are stored as
+plain strings; Core queries use the same tables under readable names from ``store.tables``.
 
 Schema changes go through Alembic (``monitor/migrations``); never ``create_all``.
 """

@@ -32,24 +32,8 @@ from sqlalchemy import (
 )
 
 from monitor.store.db import insert_ignore
-from monitor.store.models import (
-    ArticleRow,
-    OccurrenceRow,
-    ResultRow,
-    RunRow,
-    SizeCheckRow,
-    StateChangeRow,
-    UrlRow,
-)
+from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, STATE_CHANGES, URLS
 from monitor.types import Role, Size, Target, TargetKind, Verdict
-
-R = RunRow.__table__
-RES = ResultRow.__table__
-U = UrlRow.__table__
-O = OccurrenceRow.__table__  # noqa: E741
-A = ArticleRow.__table__
-SC = SizeCheckRow.__table__
-SCH = StateChangeRow.__table__
 
 FAILING = [v.value for v in Verdict if v.is_failure]
 
@@ -63,7 +47,7 @@ def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime)
     with engine.begin() as conn:
         return int(
             conn.execute(
-                insert(R)
+                insert(RUNS)
                 .values(
                     started_at=now,
                     heartbeat_at=now,
@@ -72,7 +56,7 @@ def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime)
                     config_fingerprint=fingerprint,
                     holder=holder_id(),
                 )
-                .returning(R.c.id)
+                .returning(RUNS.c.id)
             ).scalar_one()
         )
 
@@ -80,17 +64,19 @@ def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime)
 def run_state(engine: Engine, run_id: int) -> str:
     """The run's state: running, finished, interrupted or failed."""
     with engine.connect() as conn:
-        return str(conn.execute(select(R.c.state).where(R.c.id == run_id)).scalar_one())
+        return str(conn.execute(select(RUNS.c.state).where(RUNS.c.id == run_id)).scalar_one())
 
 
 def set_total(engine: Engine, run_id: int, total: int) -> None:
     with engine.begin() as conn:
-        conn.execute(update(R).where(R.c.id == run_id).values(total_targets=total))
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(total_targets=total))
 
 
 def verdict_counts(conn: Connection, run_id: int) -> dict[str, int]:
     """Verdict → number of result rows of a run (what a closed run records in ``run.counts``)."""
-    query = select(RES.c.verdict, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.verdict)
+    query = (
+        select(RESULTS.c.verdict, func.count()).where(RESULTS.c.run_id == run_id).group_by(RESULTS.c.verdict)
+    )
     return {verdict: int(n) for verdict, n in conn.execute(query)}
 
 
@@ -102,8 +88,8 @@ def finish_run(
         counts = verdict_counts(conn, run_id)
         checked = sum(counts.values())
         conn.execute(
-            update(R)
-            .where(R.c.id == run_id)
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
             .values(
                 state=state,
                 finished_at=now,
@@ -118,14 +104,14 @@ def finish_run(
 def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelta) -> list[int]:
     """Mark runs left 'running' by a dead process as interrupted; returns their ids.
 
-    A run is stale when its heartbeat is older than ``stale_after``, or when it was
+    ARTICLES run is stale when its heartbeat is older than ``stale_after``, or when it was
     started by a process on this host that no longer exists.
     """
     me = socket.gethostname()
     stale: list[int] = []
     with engine.begin() as conn:
         for run_id, holder, beat in conn.execute(
-            select(R.c.id, R.c.holder, R.c.heartbeat_at).where(R.c.state == "running")
+            select(RUNS.c.id, RUNS.c.holder, RUNS.c.heartbeat_at).where(RUNS.c.state == "running")
         ):
             host, _, pid = (holder or "").rpartition(":")
             dead_here = host == me and pid.isdigit() and not pid_alive(int(pid))
@@ -134,8 +120,8 @@ def interrupt_stale_runs(engine: Engine, *, now: datetime, stale_after: timedelt
         for run_id in stale:
             counts = verdict_counts(conn, run_id)
             conn.execute(
-                update(R)
-                .where(R.c.id == run_id)
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
                 .values(
                     state="interrupted",
                     finished_at=now,
@@ -162,15 +148,15 @@ def pid_alive(pid: int) -> bool:
 def latest_interrupted(engine: Engine) -> int | None:
     with engine.connect() as conn:
         return conn.execute(
-            select(R.c.id).where(R.c.state == "interrupted").order_by(R.c.id.desc()).limit(1)
+            select(RUNS.c.id).where(RUNS.c.state == "interrupted").order_by(RUNS.c.id.desc()).limit(1)
         ).scalar_one_or_none()
 
 
 def reopen_run(engine: Engine, run_id: int, now: datetime) -> None:
     with engine.begin() as conn:
         conn.execute(
-            update(R)
-            .where(R.c.id == run_id)
+            update(RUNS)
+            .where(RUNS.c.id == run_id)
             .values(state="running", finished_at=None, heartbeat_at=now, holder=holder_id(), error=None)
         )
 
@@ -184,7 +170,7 @@ class Planned:
 
 
 def live_urls() -> object:
-    return exists().where(O.c.url_id == U.c.id)
+    return exists().where(OCCURRENCES.c.url_id == URLS.c.id)
 
 
 GOOD = [v.value for v in Verdict if v.is_good]
@@ -200,12 +186,14 @@ def _needs_check(stale_before: Mapping[str, datetime]) -> ColumnElement[bool]:
     with a cut-off and it was checked after the strictest of them; anything failing, never
     checked, or also used in a role without a cut-off is always checked.
     """
-    fresh_here = or_(*(and_(O.c.role == role, U.c.last_checked >= cut) for role, cut in stale_before.items()))
+    fresh_here = or_(
+        *(and_(OCCURRENCES.c.role == role, URLS.c.last_checked >= cut) for role, cut in stale_before.items())
+    )
     return or_(
-        U.c.last_verdict.is_(None),
-        U.c.last_verdict.not_in(GOOD),
-        U.c.last_checked.is_(None),
-        exists().where(O.c.url_id == U.c.id, not_(fresh_here)),
+        URLS.c.last_verdict.is_(None),
+        URLS.c.last_verdict.not_in(GOOD),
+        URLS.c.last_checked.is_(None),
+        exists().where(OCCURRENCES.c.url_id == URLS.c.id, not_(fresh_here)),
     )
 
 
@@ -228,28 +216,28 @@ def plan_page(
     """
     query = (
         select(
-            U.c.id,
-            U.c.url,
-            U.c.host,
-            U.c.kind,
-            U.c.etag,
-            U.c.last_modified,
-            U.c.last_checked,
-            U.c.last_verdict,
+            URLS.c.id,
+            URLS.c.url,
+            URLS.c.host,
+            URLS.c.kind,
+            URLS.c.etag,
+            URLS.c.last_modified,
+            URLS.c.last_checked,
+            URLS.c.last_verdict,
         )
-        .where(U.c.id > after_id, live_urls())
-        .where(~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id)))
-        .order_by(U.c.id)
+        .where(URLS.c.id > after_id, live_urls())
+        .where(~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id)))
+        .order_by(URLS.c.id)
         .limit(limit)
     )
     if only_failing:
-        query = query.where(U.c.last_verdict.in_(FAILING))
+        query = query.where(URLS.c.last_verdict.in_(FAILING))
     if stale_before:
         query = query.where(_needs_check(stale_before))
     if hosts is not None:
-        query = query.where(U.c.host.in_(list(hosts)))
+        query = query.where(URLS.c.host.in_(list(hosts)))
     if id_range is not None:
-        query = query.where(U.c.id.between(*id_range))
+        query = query.where(URLS.c.id.between(*id_range))
     out = []
     for uid, url, host, kind, etag, last_modified, _last_checked, _verdict in conn.execute(query):
         out.append(
@@ -269,7 +257,7 @@ def count_plan(
     stale_before: Mapping[str, datetime] | None = None,
 ) -> int:
     """How many targets ``plan_page`` would yield in total (same filters)."""
-    query = _planned(select(func.count()).select_from(U), run_id, only_failing, stale_before)
+    query = _planned(select(func.count()).select_from(URLS), run_id, only_failing, stale_before)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
@@ -282,17 +270,17 @@ def count_plan_by_host(
     stale_before: Mapping[str, datetime] | None = None,
 ) -> dict[str, int]:
     """``count_plan`` per host: how a run's targets split when hosts are divided between processes."""
-    query = _planned(select(U.c.host, func.count()).select_from(U), run_id, only_failing, stale_before)
+    query = _planned(select(URLS.c.host, func.count()).select_from(URLS), run_id, only_failing, stale_before)
     with engine.connect() as conn:
-        return {host: int(n) for host, n in conn.execute(query.group_by(U.c.host))}
+        return {host: int(n) for host, n in conn.execute(query.group_by(URLS.c.host))}
 
 
 def _planned(query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None) -> Any:
     query = query.where(live_urls()).where(
-        ~exists().where(and_(RES.c.run_id == run_id, RES.c.url_id == U.c.id))
+        ~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id))
     )
     if only_failing:
-        query = query.where(U.c.last_verdict.in_(FAILING))
+        query = query.where(URLS.c.last_verdict.in_(FAILING))
     if stale_before:
         query = query.where(_needs_check(stale_before))
     return query
@@ -313,10 +301,18 @@ def occurrences_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, list[
     if not url_ids:
         return out
     query = (
-        select(O.c.url_id, O.c.id, A.c.path, O.c.location, O.c.role, O.c.declared_width, O.c.declared_height)
-        .select_from(O.join(A, O.c.article_id == A.c.id))
-        .where(O.c.url_id.in_(list(url_ids)))
-        .order_by(O.c.url_id, O.c.id)
+        select(
+            OCCURRENCES.c.url_id,
+            OCCURRENCES.c.id,
+            ARTICLES.c.path,
+            OCCURRENCES.c.location,
+            OCCURRENCES.c.role,
+            OCCURRENCES.c.declared_width,
+            OCCURRENCES.c.declared_height,
+        )
+        .select_from(OCCURRENCES.join(ARTICLES, OCCURRENCES.c.article_id == ARTICLES.c.id))
+        .where(OCCURRENCES.c.url_id.in_(list(url_ids)))
+        .order_by(OCCURRENCES.c.url_id, OCCURRENCES.c.id)
     )
     for uid, oid, path, location, role, w, h in conn.execute(query):
         declared = Size(w, h) if w is not None and h is not None else None
@@ -341,17 +337,17 @@ class UrlState:
 def states_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, UrlState]:
     rows = conn.execute(
         select(
-            U.c.id,
-            U.c.consecutive_failures,
-            U.c.consecutive_successes,
-            U.c.failing_since,
-            U.c.last_ok,
-            U.c.alert_state,
-            U.c.alert_failures,
-            U.c.alert_successes,
-            U.c.recent,
-            U.c.last_verdict,
-        ).where(U.c.id.in_(list(url_ids)))
+            URLS.c.id,
+            URLS.c.consecutive_failures,
+            URLS.c.consecutive_successes,
+            URLS.c.failing_since,
+            URLS.c.last_ok,
+            URLS.c.alert_state,
+            URLS.c.alert_failures,
+            URLS.c.alert_successes,
+            URLS.c.recent,
+            URLS.c.last_verdict,
+        ).where(URLS.c.id.in_(list(url_ids)))
     )
     return {r[0]: UrlState(*r) for r in rows}
 
@@ -363,12 +359,14 @@ def previous_results(
     if not url_ids:
         return {}
     latest = (
-        select(RES.c.url_id, func.max(RES.c.run_id).label("run_id"))
-        .where(RES.c.url_id.in_(list(url_ids)), RES.c.run_id < before_run)
-        .group_by(RES.c.url_id)
+        select(RESULTS.c.url_id, func.max(RESULTS.c.run_id).label("run_id"))
+        .where(RESULTS.c.url_id.in_(list(url_ids)), RESULTS.c.run_id < before_run)
+        .group_by(RESULTS.c.url_id)
         .subquery()
     )
-    query = select(RES).join(latest, and_(RES.c.url_id == latest.c.url_id, RES.c.run_id == latest.c.run_id))
+    query = select(RESULTS).join(
+        latest, and_(RESULTS.c.url_id == latest.c.url_id, RESULTS.c.run_id == latest.c.run_id)
+    )
     return {row.url_id: dict(row._mapping) for row in conn.execute(query)}
 
 
@@ -384,21 +382,25 @@ class BatchWrite:
 
 def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime) -> None:
     if batch.results:
-        _executemany(conn, "result", lambda: insert_ignore(conn, RES), batch.results)
+        _executemany(conn, "result", lambda: insert_ignore(conn, RESULTS), batch.results)
     if batch.size_checks:
-        _executemany(conn, "size_check", lambda: insert_ignore(conn, SC), batch.size_checks)
+        _executemany(conn, "size_check", lambda: insert_ignore(conn, SIZE_CHECKS), batch.size_checks)
     if batch.url_updates:
         keys = [k for k in batch.url_updates[0] if k != "b_id"]
         _executemany(
             conn,
             "url_state",
-            lambda: update(U).where(U.c.id == bindparam("b_id")).values({k: bindparam(k) for k in keys}),
+            lambda: (
+                update(URLS).where(URLS.c.id == bindparam("b_id")).values({k: bindparam(k) for k in keys})
+            ),
             batch.url_updates,
         )
     if batch.state_changes:
-        conn.execute(insert(SCH), batch.state_changes)
+        conn.execute(insert(STATE_CHANGES), batch.state_changes)
     conn.execute(
-        update(R).where(R.c.id == run_id).values(heartbeat_at=now, checked=R.c.checked + len(batch.results))
+        update(RUNS)
+        .where(RUNS.c.id == run_id)
+        .values(heartbeat_at=now, checked=RUNS.c.checked + len(batch.results))
     )
 
 
@@ -443,9 +445,13 @@ def unwritten_reports(engine: Engine) -> list[int]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(R.c.id)
-                .where(R.c.trigger == "schedule", R.c.state == "finished", R.c.reports_written_at.is_(None))
-                .order_by(R.c.id)
+                select(RUNS.c.id)
+                .where(
+                    RUNS.c.trigger == "schedule",
+                    RUNS.c.state == "finished",
+                    RUNS.c.reports_written_at.is_(None),
+                )
+                .order_by(RUNS.c.id)
             ).scalars()
         )
 
@@ -454,18 +460,18 @@ def newest_scheduled_run(engine: Engine) -> int | None:
     """The newest finished scheduled run: the one ``latest.*`` report files show."""
     with engine.connect() as conn:
         return conn.execute(
-            select(func.max(R.c.id)).where(R.c.trigger == "schedule", R.c.state == "finished")
+            select(func.max(RUNS.c.id)).where(RUNS.c.trigger == "schedule", RUNS.c.state == "finished")
         ).scalar()
 
 
 def mark_reports_written(engine: Engine, run_id: int, now: datetime) -> None:
     with engine.begin() as conn:
-        conn.execute(update(R).where(R.c.id == run_id).values(reports_written_at=now))
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(reports_written_at=now))
 
 
 def heartbeat(engine: Engine, run_id: int, now: datetime) -> None:
     with engine.begin() as conn:
-        conn.execute(update(R).where(R.c.id == run_id).values(heartbeat_at=now))
+        conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(heartbeat_at=now))
 
 
 def run_counts(engine: Engine, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -474,7 +480,9 @@ def run_counts(engine: Engine, run_id: int) -> tuple[dict[str, int], dict[str, i
         by_verdict = verdict_counts(conn, run_id)
         by_severity = dict(
             conn.execute(
-                select(RES.c.severity, func.count()).where(RES.c.run_id == run_id).group_by(RES.c.severity)
+                select(RESULTS.c.severity, func.count())
+                .where(RESULTS.c.run_id == run_id)
+                .group_by(RESULTS.c.severity)
             ).all()
         )
     return by_verdict, by_severity
