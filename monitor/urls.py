@@ -81,11 +81,7 @@ def _whatwg_href(text: str) -> str:
 
 
 def _scheme_of(text: str) -> tuple[str, int] | InvalidUrl:
-    """(scheme, index after "scheme:") of an absolute http(s) URL written with '//'."""
-    if text.startswith("https://"):  # fast paths for the spellings nearly every URL uses
-        return "https", 6
-    if text.startswith("http://"):
-        return "http", 5
+    """(scheme, index after "scheme:") of an absolute http(s) URL written with '//' (or '\\')."""
     match = _SCHEME.match(text)
     if match is None:
         if text[:2] in _TWO_SLASHES:
@@ -116,7 +112,7 @@ def normalise_url(raw: object, *, max_length: int = 2048) -> str | InvalidUrl:
     """
     if not isinstance(raw, str):
         return InvalidUrl("not a string")
-    text = raw.strip(_C0_AND_SPACE)
+    text = raw if raw and raw[0] > " " and raw[-1] > " " else raw.strip(_C0_AND_SPACE)
     if not text:
         return InvalidUrl("empty")
     if len(text) > max_length:
@@ -126,22 +122,26 @@ def normalise_url(raw: object, *, max_length: int = 2048) -> str | InvalidUrl:
         if _SURROGATES.search(text) is not None:
             return InvalidUrl("not valid Unicode (lone surrogate)")
         text = _TAB_OR_NEWLINE.sub("", text)
-        if not text:
-            return InvalidUrl("empty")
-    scheme_at = _scheme_of(text)
-    if isinstance(scheme_at, InvalidUrl):
-        return scheme_at
-    scheme, after = scheme_at
+    if text.startswith("https://"):  # fast paths for the spellings nearly every URL uses
+        scheme, after = "https", 6
+    elif text.startswith("http://"):
+        scheme, after = "http", 5
+    else:
+        scheme_at = _scheme_of(text)
+        if isinstance(scheme_at, InvalidUrl):
+            return scheme_at
+        scheme, after = scheme_at
     try:
-        href = _whatwg_href(text)
+        url = _whatwg_href(text)
     except ValueError:
         return InvalidUrl(authority_problem(text[after:]))
-    url = href.partition("#")[0]
-    start = len(scheme) + 3
-    end = url.find("/", start)  # a special URL's path always starts with '/'
-    authority = url[start:end]
-    if "xn--" in authority or authority.endswith(".") or ".:" in authority:  # rare: the slow path
-        userinfo, at, hostport = authority.rpartition("@")  # '@' in userinfo is percent-encoded
+    if "#" in url:
+        url = url[: url.index("#")]
+    # Host rules, on a rare path: an "xn--" label, or a '.' ending the host (before ':' or '/').
+    if "xn--" in url or ".:" in url or "./" in url:
+        start = len(scheme) + 3
+        end = url.find("/", start)  # a special URL's path always starts with '/'
+        userinfo, at, hostport = url[start:end].rpartition("@")  # '@' in userinfo is escaped
         host, colon, port = hostport.partition(":")  # no IPv6 literal ends in '.' or holds "xn--"
         if "xn--" in host:
             problem = host_problem(host)
