@@ -118,6 +118,7 @@ class SafetySettings(_Section):
     allow_private: bool = False
     allow_hosts: list[str] = []
     allow_cidrs: list[str] = []
+    trust_proxy_dns: bool = False
 
     @field_validator("allow_cidrs")
     @classmethod

@@ -19,6 +19,7 @@ import structlog
 from structlog.typing import EventDict, ExcInfo, FilteringBoundLogger, WrappedLogger
 
 from monitor.config import LogSettings
+from monitor.urls import SECRET_PARAMS
 
 # Each fixed event name and the keys it carries (besides timestamp, level, event, run_id).
 # Alert consumers match on these; add keys, never rename or drop one.
@@ -52,31 +53,15 @@ EVENTS: dict[str, list[str]] = {
 }
 
 MASK = "***"
-SECRET_PARAMS = (
-    "token",
-    "access_token",
-    "refresh_token",
-    "id_token",
-    "api_key",
-    "apikey",
-    "key",
-    "sig",
-    "signature",
-    "password",
-    "secret",
-    "client_secret",
-    "auth",
-    "x-amz-signature",
-    "x-amz-security-token",
-    "x-goog-signature",
-)
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
 # Mapping keys whose whole value is masked (headers dicts, settings dumps).
 SECRET_KEYS = frozenset({*SECRET_HEADERS, "password", "secret", "token", "access_token", "api_key", "apikey"})
 
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s@]+(?:@[^/?#\s@]*)*@")
 _PARAM = re.compile(
-    r"(?P<name>[?&;](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r")=)[^&#;\s\"'<>]+",
+    r"(?P<name>[?&;](?:"
+    + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS, key=len, reverse=True))
+    + r")=)[^&#;\s\"'<>]+",
     re.IGNORECASE,
 )
 _HEADER = re.compile(

@@ -1,11 +1,12 @@
 """URL hygiene: normalisation, host keys, redaction and Google AMP cache URL derivation.
 
-Everything here is pure and cheap (it runs on every URL of the corpus): plain string
-operations, precompiled regexes and no growing caches. Bad input never raises; it
-becomes an ``InvalidUrl`` naming the reason.
+Everything here is pure and cheap (it runs on every URL of the corpus): one call into the
+WHATWG URL parser (``ada_url``, C++), plain string operations, precompiled regexes and only
+small bounded caches. Bad input never raises; it becomes an ``InvalidUrl`` naming the reason.
 
-The normal form mirrors what a browser and httpx send on the wire (WHATWG percent-encode
-sets), so the normalised URL is both the deduplication key and the request target.
+The normal form is what a browser makes of the URL (the WHATWG URL standard), with our rules
+on top (``normalise_url``; host rules in ``monitor.hostnames``). httpx keeps that spelling, so
+the normalised URL is both the deduplication key and the request target, as a browser sends it.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import ipaddress
 import re
 import string
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from ada_url import normalize_url
+
+from monitor.hostnames import authority_problem, host_problem, short, strip_trailing_dot, to_ascii
+
 __all__ = [
     "DEFAULT_AMP_CACHE_TEMPLATE",
+    "SECRET_PARAMS",
     "InvalidUrl",
     "amp_cache_matches",
     "amp_cache_subdomain",
@@ -43,210 +48,108 @@ class InvalidUrl:
 
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
-# Whitespace (Unicode-aware) and C0/C1 controls are never part of a URL a reader can click.
-_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# What the WHATWG parser strips around a URL (C0 controls and space) and removes inside it.
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+_TAB_OR_NEWLINE = re.compile("[\t\n\r]")
 _SURROGATES = re.compile("[\ud800-\udfff]")  # cannot be UTF-8 encoded, so cannot be percent-encoded
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_ASCII_HOST = re.compile(r"[a-z0-9_\-]{1,63}(?:\.[a-z0-9_\-]{1,63})*")
-
-# Characters left as they are per component; everything else (and non-ASCII) is UTF-8
-# percent-encoded. Path/query follow the WHATWG sets httpx uses, so httpx sends our form
-# unchanged; userinfo follows RFC 3986.
-_PATH_KEEP = r"A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]\\^|"
-_QUERY_KEEP = _PATH_KEEP + r"?`{}"
-_USERINFO_KEEP = r"A-Za-z0-9\-._~!$&'()*+,;=:"
+# After "http:", a browser reads any two of '/' and '\' as the start of the authority.
+_TWO_SLASHES = frozenset({"//", "\\\\", "/\\", "\\/"})
 
 
-def _component_patterns(keep: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """A quick "needs work" detector and the rewriting pattern for one component."""
-    needs_work = re.compile(rf"[^{keep}]")  # '%' is not in any keep set, so escapes are caught
-    rewrite = re.compile(rf"%([0-9A-Fa-f]{{2}})|%|[^{keep}%]+")
-    return needs_work, rewrite
+try:  # ada's C API through the binding's own cffi module: a third of the CPU of its parse_url()
+    from ada_url._ada_wrapper import ffi as _ffi
+    from ada_url._ada_wrapper import lib as _lib
+except ImportError:  # pragma: no cover - a binding that moved its internals: the public call
+    _lib = None
 
 
-_PATH_RE = _component_patterns(_PATH_KEEP)
-_QUERY_RE = _component_patterns(_QUERY_KEEP)
-_USERINFO_RE = _component_patterns(_USERINFO_KEEP)
-
-
-def _rewrite(match: re.Match[str]) -> str:
-    hex_pair = match.group(1)
-    if hex_pair is not None:
-        char = chr(int(hex_pair, 16))
-        return char if char in _UNRESERVED else "%" + hex_pair.upper()
-    text = match.group(0)
-    if text == "%":
-        # A stray '%' becomes %25; leaving it would let a later decode form a new escape
-        # and break idempotence.
-        return "%25"
-    return "".join(f"%{byte:02X}" for byte in text.encode("utf-8"))
-
-
-def _normalise_component(text: str, patterns: tuple[re.Pattern[str], re.Pattern[str]]) -> str:
-    needs_work, rewrite = patterns
-    if needs_work.search(text) is None:
-        return text
-    return rewrite.sub(_rewrite, text)
-
-
-def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 §5.2.4, for absolute paths; the fast path skips the common case."""
-    segments = path.split("/")
-    if "." not in segments and ".." not in segments:
-        return path
-    output: list[str] = []
-    for segment in segments[1:]:
-        if segment == ".":
-            continue
-        if segment == "..":
-            if output:
-                output.pop()
-            continue
-        output.append(segment)
-    if segments[-1] in (".", ".."):
-        output.append("")  # "/a/b/.." names the directory "/a/"
-    return "/" + "/".join(output)
-
-
-def _short(text: str) -> str:
-    """Quote a piece of input in a reason without letting it grow unbounded."""
-    return repr(text if len(text) <= 40 else text[:37] + "...")
-
-
-def _normalise_host(host: str) -> str | InvalidUrl:
-    """Lowercase, IDNA-encode (IDNA2003, stdlib codec) and validate a registered name."""
-    if host.isascii():
-        host = host.lower()
-        if len(host) <= 253 and _ASCII_HOST.fullmatch(host) is not None:
-            return host
-    else:
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            return InvalidUrl(f"invalid host {_short(host)}: {exc}")
-        host = host.lower()
-    if host.endswith("."):
-        host = host[:-1]
-    if not host:
-        return InvalidUrl("missing host")
-    if len(host) > 253 or _ASCII_HOST.fullmatch(host) is None:
-        return InvalidUrl(f"invalid host {_short(host)}")
-    return host
-
-
-def _normalise_ipv6(literal: str) -> str | InvalidUrl:
-    if "%" in literal:
-        return InvalidUrl("IPv6 zone identifiers are not supported")
+def _whatwg_href(text: str) -> str:
+    """The WHATWG ``href`` of an absolute URL; ValueError when it does not parse."""
+    if _lib is None:  # pragma: no cover
+        return normalize_url(text)
+    data = text.encode("utf-8")
+    parsed = _lib.ada_parse(data, len(data))
     try:
-        address = ipaddress.IPv6Address(literal)
-    except ValueError:
-        return InvalidUrl(f"invalid IPv6 address {_short(literal)}")
-    return f"[{address.compressed}]"
+        if not _lib.ada_is_valid(parsed):
+            raise ValueError("invalid URL")
+        href = _lib.ada_get_href(parsed)
+        return _ffi.unpack(href.data, href.length).decode("utf-8")
+    finally:
+        _lib.ada_free(parsed)
 
 
-def _split_authority(authority: str, scheme: str) -> tuple[str, str, str] | InvalidUrl:
-    """Split and normalise ``userinfo@host:port``; the default port comes back empty."""
-    userinfo, at, hostport = authority.rpartition("@")
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        if end < 0:
-            return InvalidUrl("unterminated IPv6 address")
-        host = _normalise_ipv6(hostport[1:end])
-        rest = hostport[end + 1 :]
-        if rest and not rest.startswith(":"):
-            return InvalidUrl(f"invalid host {_short(hostport)}")
-        port = rest[1:]
-    else:
-        raw_host, _, port = hostport.partition(":")
-        if ":" in port:
-            return InvalidUrl(f"invalid port {_short(port)}")
-        host = _normalise_host(raw_host)
-    if isinstance(host, InvalidUrl):
-        return host
-    if port:
-        if not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 < int(port) <= 65535:
-            return InvalidUrl(f"invalid port {_short(port)}")
-        port = str(int(port))  # drops leading zeros
-        if port == _DEFAULT_PORTS[scheme]:
-            port = ""
-    if at:
-        userinfo = _normalise_component(userinfo, _USERINFO_RE)
-    return userinfo, host, port
+def _scheme_of(text: str) -> tuple[str, int] | InvalidUrl:
+    """(scheme, index after "scheme:") of an absolute http(s) URL written with '//' (or '\\')."""
+    match = _SCHEME.match(text)
+    if match is None:
+        if text[:2] in _TWO_SLASHES:
+            return InvalidUrl("scheme-relative URL: an article field has no base URL to take the scheme from")
+        return InvalidUrl("relative URL" if text[0] in "/\\.?#" else "no scheme")
+    scheme = match.group(1).lower()
+    if scheme not in _DEFAULT_PORTS:
+        if "." in scheme or scheme == "localhost":
+            return InvalidUrl("no scheme")  # "example.com:8080/x" parses as scheme "example.com"
+        return InvalidUrl(f"unsupported scheme {short(scheme)}")
+    if text[match.end() : match.end() + 2] not in _TWO_SLASHES:
+        # "https:example.com" is relative to the page it is on; an article field has no page
+        return InvalidUrl(f"missing '//' after '{scheme}:'")
+    return scheme, match.end()
 
 
 def normalise_url(raw: object, *, max_length: int = 2048) -> str | InvalidUrl:
     """The canonical http(s) form of ``raw``, or why it cannot be checked.
 
-    Canonical means: lowercase scheme and host, IDNA host without trailing dot, no default
-    port, path at least "/", no dot segments, no fragment, percent-encoding with uppercase
-    hex, unreserved characters decoded and non-ASCII encoded. Query order is kept.
+    Canonical means what a browser's address bar makes of it (the WHATWG URL standard: the
+    ``href`` of ``new URL(raw)``), then our rules: no fragment, one trailing dot of the host
+    dropped, ``xn--`` labels valid punycode, and an absolute ``http(s)://`` form required (no
+    scheme-relative ``//host`` or ``https:host``, since an article field has no base URL).
+    So: lowercase scheme and host, UTS #46 host, dotted IPv4 for every numeric spelling, no
+    default port, path at least "/", no dot segments, '\\' read as '/', tabs and newlines
+    removed, spaces and non-ASCII percent-encoded, existing escapes (and a stray '%') kept.
     Idempotent: normalising the output returns it unchanged.
     """
     if not isinstance(raw, str):
         return InvalidUrl("not a string")
-    text = raw.strip()
+    text = raw if raw and raw[0] > " " and raw[-1] > " " else raw.strip(_C0_AND_SPACE)
     if not text:
         return InvalidUrl("empty")
     if len(text) > max_length:
         return InvalidUrl(f"longer than {max_length} characters")
-    # isprintable() is the fast path: False for every whitespace, control and surrogate character.
-    if not (text.isprintable() and " " not in text):
-        if _BAD_CHARS.search(text) is not None:
-            return InvalidUrl("contains whitespace or control characters")
+    # isprintable() is the fast path: False for tabs, newlines, controls and surrogates.
+    if not text.isprintable():
         if _SURROGATES.search(text) is not None:
             return InvalidUrl("not valid Unicode (lone surrogate)")
+        text = _TAB_OR_NEWLINE.sub("", text)
     if text.startswith("https://"):  # fast paths for the spellings nearly every URL uses
-        scheme, rest = "https", text[8:]
+        scheme, after = "https", 6
     elif text.startswith("http://"):
-        scheme, rest = "http", text[7:]
-    elif text.startswith("//"):
-        scheme, rest = "https", text[2:]
+        scheme, after = "http", 5
     else:
-        match = _SCHEME.match(text)
-        if match is None:
-            return InvalidUrl("relative URL" if text[0] in "/.?#" else "no scheme")
-        scheme = match.group(1).lower()
-        if scheme not in _DEFAULT_PORTS:
-            if "." in scheme or scheme == "localhost":
-                return InvalidUrl("no scheme")  # "example.com:8080/x" parses as scheme "example.com"
-            return InvalidUrl(f"unsupported scheme {_short(scheme)}")
-        rest = text[match.end() :]
-        if not rest.startswith("//"):
-            return InvalidUrl("missing host")
-        rest = rest[2:]
-    hash_at = rest.find("#")
-    if hash_at >= 0:
-        rest = rest[:hash_at]
-    end = rest.find("/")
-    question_at = rest.find("?", 0, end if end >= 0 else len(rest))
-    if question_at >= 0:
-        end = question_at
-    if end < 0:
-        authority, path, question, query = rest, "/", "", ""
-    else:
-        authority = rest[:end]
-        path, question, query = rest[end:].partition("?")
-    if "@" in authority or ":" in authority or "[" in authority:
-        parts = _split_authority(authority, scheme)
-        if isinstance(parts, InvalidUrl):
-            return parts
-        userinfo, host, port = parts
-    else:
-        checked = _normalise_host(authority)
-        if isinstance(checked, InvalidUrl):
-            return checked
-        userinfo, host, port = "", checked, ""
-    path = _normalise_component(path, _PATH_RE) if path else "/"
-    query = _normalise_component(query, _QUERY_RE)
-    if "/." in path:  # a dot segment always follows a '/'
-        path = _remove_dot_segments(path)
-    if userinfo:
-        host = userinfo + "@" + host
-    if port:
-        host = host + ":" + port
-    url = f"{scheme}://{host}{path}{question}{query}"
+        scheme_at = _scheme_of(text)
+        if isinstance(scheme_at, InvalidUrl):
+            return scheme_at
+        scheme, after = scheme_at
+    try:
+        url = _whatwg_href(text)
+    except ValueError:
+        return InvalidUrl(authority_problem(text[after:]))
+    if "#" in url:
+        url = url[: url.index("#")]
+    # Host rules, on a rare path: an "xn--" label, or a '.' ending the host (before ':' or '/').
+    if "xn--" in url or ".:" in url or "./" in url:
+        start = len(scheme) + 3
+        end = url.find("/", start)  # a special URL's path always starts with '/'
+        userinfo, at, hostport = url[start:end].rpartition("@")  # '@' in userinfo is escaped
+        host, colon, port = hostport.partition(":")  # no IPv6 literal ends in '.' or holds "xn--"
+        if "xn--" in host:
+            problem = host_problem(host)
+            if problem is not None:
+                return InvalidUrl(problem)
+        if host.endswith("."):
+            trimmed = strip_trailing_dot(host)
+            url = f"{scheme}://{userinfo}{at}{trimmed}{colon}{port}{url[end:]}"
     if len(url) > max_length:
         return InvalidUrl(f"longer than {max_length} characters")
     return url
@@ -275,10 +178,14 @@ def host_key(url: str) -> str:
     return hostport
 
 
-_SECRET_NAMES = frozenset(
+# The one list of secret-looking parameter names: redact_url masks their values in URLs it
+# shows, and monitor.logs masks them in any log text (``?name=`` and ``&name=``).
+SECRET_PARAMS = frozenset(
     {
         "token",
         "access_token",
+        "refresh_token",
+        "id_token",
         "api_key",
         "apikey",
         "key",
@@ -288,9 +195,13 @@ _SECRET_NAMES = frozenset(
         "passwd",
         "pwd",
         "secret",
+        "client_secret",
         "auth",
         "credential",
         "credentials",
+        "x-amz-signature",
+        "x-amz-security-token",
+        "x-goog-signature",
     }
 )
 _SECRET_SUFFIXES = ("token", "secret", "password", "signature", "apikey", "credential")
@@ -300,9 +211,9 @@ _NAME_SEPARATORS = re.compile(r"[-_.\[\]]+")
 @functools.lru_cache(maxsize=4096)
 def _is_secret_name(name: str) -> bool:
     lowered = unquote(name).lower()
-    if lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES):
+    if lowered in SECRET_PARAMS or lowered.endswith(_SECRET_SUFFIXES):
         return True
-    return any(part in _SECRET_NAMES for part in _NAME_SEPARATORS.split(lowered))
+    return any(part in SECRET_PARAMS for part in _NAME_SEPARATORS.split(lowered))
 
 
 def _redact_params(params: str) -> str:
@@ -402,10 +313,10 @@ def amp_cache_subdomain(host: str) -> str:
     """
     ascii_host = host.lower()
     if not ascii_host.isascii():
-        try:
-            ascii_host = ascii_host.encode("idna").decode("ascii").lower()
-        except UnicodeError:
+        encoded = to_ascii(ascii_host)
+        if encoded is None:
             return _fallback_subdomain(ascii_host)
+        ascii_host = encoded
     return _human_readable_subdomain(ascii_host) or _fallback_subdomain(ascii_host)
 
 

@@ -20,6 +20,7 @@ PRODUCT = ("monitor", "jobs", "reports")
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("monitor.types", "monitor.textsafe", "monitor.clock", "monitor.aio", "monitor.signals"),
     ("monitor.config",),
+    ("monitor.hostnames",),
     ("monitor.urls", "monitor.logs", "monitor.progress"),
     ("monitor.corpus",),
     ("monitor.links",),
@@ -178,7 +179,6 @@ OVERSIZED = {
     "monitor.fetch.fetcher",
     "monitor.probe.parsers",
     "monitor.store.results",
-    "monitor.urls",
     "reports.as_html",
     "reports.data",
 }

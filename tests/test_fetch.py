@@ -582,12 +582,13 @@ async def test_redirect_to_a_refused_address_is_blocked(server: FixtureServer) -
 
 
 @pytest.mark.parametrize("http2", [False, True], ids=["default", "http2"])
-async def test_proxy_resolves_names_and_literals_are_still_guarded(
+async def test_proxy_with_trusted_dns_resolves_nothing_and_literals_are_still_guarded(
     server: FixtureServer, http2: bool
 ) -> None:
-    """Through a proxy, a name is not resolved here (the proxy does it), while a private IP literal
+    """trust_proxy_dns: a name is not resolved here (the proxy does it), while a private IP literal
     is still refused before anything is sent; the proxy itself may be on a private address."""
-    async with Fetcher(http_settings(proxy=server.url(""), http2=http2), SafetySettings()) as fetcher:
+    safety = SafetySettings(trust_proxy_dns=True)
+    async with Fetcher(http_settings(proxy=server.url(""), http2=http2), safety) as fetcher:
         named = await fetcher.fetch(target("http://origin.example/status/200"))
         literal = await fetcher.fetch(target("http://10.1.2.3/status/200"))
     assert (named.status, named.failure) == (200, None)
@@ -597,6 +598,48 @@ async def test_proxy_resolves_names_and_literals_are_still_guarded(
         FetchFailure.BLOCKED_ADDRESS,
         "10.1.2.3 is a private address",
     )
+
+
+def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, str]) -> list[str]:
+    """The loop's getaddrinfo answers from ``answers`` (no DNS query leaves the machine); the
+    names asked come back in the returned list, and any other name does not resolve."""
+    asked: list[str] = []
+
+    async def getaddrinfo(self: Any, host: str, port: Any, **_: Any) -> list[Any]:
+        asked.append(host)
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port or 0))]
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["default", "http2"])
+async def test_proxy_names_are_resolved_here_first(
+    server: FixtureServer, http2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy (default safety) a name is resolved here before the request goes to the proxy:
+    a public answer is sent on, a private one is refused, an unresolvable name is a DNS failure."""
+    asked = _fake_dns(
+        monkeypatch,
+        {"public.example": "93.184.215.14", "inside.example": "10.9.8.7", "127.0.0.1": "127.0.0.1"},
+    )
+    async with Fetcher(http_settings(proxy=server.url(""), http2=http2), SafetySettings()) as fetcher:
+        public = await fetcher.fetch(target("http://public.example/status/200"))
+        inside = await fetcher.fetch(target("http://inside.example/status/200"))
+        again = await fetcher.fetch(target("http://inside.example/status/204"))
+        missing = await fetcher.fetch(target("http://missing.example/status/200"))
+    assert (public.status, public.failure) == (200, None)
+    assert (inside.failure, inside.failure_detail) == (
+        FetchFailure.BLOCKED_ADDRESS,
+        "10.9.8.7 is a private address (an address of inside.example)",
+    )
+    assert again.failure is FetchFailure.BLOCKED_ADDRESS
+    assert missing.failure is FetchFailure.DNS
+    assert [(s.proxied, s.host) for s in server.requests("/")] == [(True, "public.example")]
+    assert asked.count("inside.example") == 1  # the answer is kept for a while
+    assert "missing.example" in asked
 
 
 # --- headers, user agent, remap, redaction -------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import socket
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +15,10 @@ from hypothesis import strategies as st
 
 from monitor.config import SafetySettings
 from monitor.fetch.guard import AddressGuard, BlockedAddress, GuardedResolver, address_problem
+from monitor.urls import normalise_url
+from tests.server import FixtureServer
+from tests.test_check import write
+from tests.test_safety import check, frontmatter, results, strict, to
 
 
 @pytest.mark.parametrize(
@@ -95,10 +103,32 @@ def test_check_literal_handles_names_and_bracketed_ipv6() -> None:
     assert guard.check_literal("8.8.8.8") is None
 
 
-def test_extra_hosts_are_trusted() -> None:
-    """Names given by the fetcher itself (the proxy) are trusted like allow_hosts."""
-    guard = AddressGuard(SafetySettings(), extra_hosts=["proxy.corp"])
-    assert guard.host_allowed("proxy.corp")
+def test_extra_hosts_are_trusted_to_connect_to_but_not_as_targets() -> None:
+    """Names given by the fetcher itself (the proxy) may be connected to whatever they resolve to, but a
+    request *for* the proxy's host is checked like any other: through the proxy it would reach the
+    proxy's own loopback or network."""
+    guard = AddressGuard(SafetySettings(), extra_hosts=["proxy.corp", "127.0.0.1"])
+    assert guard.host_allowed("proxy.corp") and guard.host_allowed("127.0.0.1")
+    assert not guard.target_allowed("proxy.corp")
+    assert guard.check_literal("127.0.0.1") == "127.0.0.1 is a loopback address"
+    listed = AddressGuard(SafetySettings(allow_hosts=["intranet.example"]))
+    assert listed.target_allowed("intranet.example") and listed.host_allowed("intranet.example")
+
+
+async def test_vet_refuses_a_name_when_any_address_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a proxy: one private address among public ones is enough to refuse (the proxy may pick it)."""
+
+    async def getaddrinfo(self: Any, host: str, port: Any, **_: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 0)) for ip in ("93.184.215.14", "10.0.0.7")]
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", getaddrinfo)
+    resolver = GuardedResolver(AddressGuard(SafetySettings()))
+    with pytest.raises(
+        BlockedAddress, match=r"^10\.0\.0\.7 is a private address \(an address of mixed\.example\)$"
+    ):
+        await resolver.vet("mixed.example")
+    await resolver.vet("10.0.0.7")  # literals are check_literal's, not vet's
+    await GuardedResolver(AddressGuard(SafetySettings(allow_hosts=["mixed.example"]))).vet("mixed.example")
 
 
 @settings(max_examples=300, deadline=None)
@@ -137,3 +167,137 @@ async def test_resolver_returns_allowed_addresses_ready_to_connect() -> None:
             ("127.0.0.1", 8080, socket.AF_INET, "localhost")
         ]
         assert results[0]["flags"] & socket.AI_NUMERICHOST
+
+
+# --- every spelling of an internal address, end to end, with and without a proxy -------------------
+
+# The spellings a browser (and so normalise_url) reads as these addresses: decimal, hex and octal
+# numbers, per part or whole, the short forms (a last part filling the remaining bytes), and
+# IPv4-mapped / NAT64 IPv6. Each maps to the words the guard's refusal must contain.
+LOOPBACK_SPELLINGS = {
+    "127.0.0.1": "127.0.0.1 is a loopback address",
+    "2130706433": "127.0.0.1 is a loopback address",
+    "0x7f000001": "127.0.0.1 is a loopback address",
+    "0X7F.0x00.0x00.0x01": "127.0.0.1 is a loopback address",
+    "0177.0.0.1": "127.0.0.1 is a loopback address",
+    "0177.0000.0000.0001": "127.0.0.1 is a loopback address",
+    "017700000001": "127.0.0.1 is a loopback address",
+    "127.1": "127.0.0.1 is a loopback address",
+    "127.0.1": "127.0.0.1 is a loopback address",
+    "0x7f.1": "127.0.0.1 is a loopback address",
+    "127.0.0.1.": "127.0.0.1 is a loopback address",
+    "[::ffff:127.0.0.1]": "::ffff:7f00:1 is a loopback address",
+    "[0:0:0:0:0:ffff:7f00:1]": "::ffff:7f00:1 is a loopback address",
+    "[64:ff9b::127.0.0.1]": "64:ff9b::7f00:1 is a loopback address",
+    "[::1]": "::1 is a loopback address",
+    "[0:0:0:0:0:0:0:1]": "::1 is a loopback address",
+    "[0000::0001]": "::1 is a loopback address",
+    "0": "0.0.0.0 is an unspecified address",
+    "0.0.0.0": "0.0.0.0 is an unspecified address",
+    "0x0": "0.0.0.0 is an unspecified address",
+    "00": "0.0.0.0 is an unspecified address",
+    "0.0": "0.0.0.0 is an unspecified address",
+    "[::ffff:0.0.0.0]": "::ffff:0:0 is an unspecified address",
+    "[::]": ":: is an unspecified address",
+}
+ELSEWHERE_SPELLINGS = {
+    "10.1.2.3": "10.1.2.3 is a private address",
+    "167838211": "10.1.2.3 is a private address",
+    "0xa010203": "10.1.2.3 is a private address",
+    "0xa.1.2.3": "10.1.2.3 is a private address",
+    "012.1.2.3": "10.1.2.3 is a private address",
+    "10.1.515": "10.1.2.3 is a private address",
+    "10.66051": "10.1.2.3 is a private address",
+    "[::ffff:10.1.2.3]": "::ffff:a01:203 is a private address",
+    "169.254.169.254": "169.254.169.254 is a link-local address",
+    "2852039166": "169.254.169.254 is a link-local address",
+    "0xa9fea9fe": "169.254.169.254 is a link-local address",
+    "0xA9.0xFE.0xA9.0xFE": "169.254.169.254 is a link-local address",
+    "0251.0376.0251.0376": "169.254.169.254 is a link-local address",
+    "025177524776": "169.254.169.254 is a link-local address",
+    "169.254.43518": "169.254.169.254 is a link-local address",
+    "169.16689662": "169.254.169.254 is a link-local address",
+    "[::ffff:169.254.169.254]": "::ffff:a9fe:a9fe is a link-local address",
+    "[::ffff:a9fe:a9fe]": "::ffff:a9fe:a9fe is a link-local address",
+}
+
+
+def _connect_tripwire(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every socket connect of the event loop is recorded, and none leaves 127.0.0.1: had the guard
+    let a 10.x or 169.254.x spelling through, the connect fails here instead of reaching the network."""
+    connects: list[object] = []
+    original = asyncio.selector_events.BaseSelectorEventLoop.sock_connect
+
+    async def recording(self: Any, sock: Any, address: Any) -> None:
+        connects.append(address)
+        if address[0] not in ("127.0.0.1", "::1"):
+            raise ConnectionRefusedError(f"test tripwire: no connect to {address[0]}")
+        await original(self, sock, address)
+
+    monkeypatch.setattr(asyncio.selector_events.BaseSelectorEventLoop, "sock_connect", recording)
+    return connects
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["default", "http2"])
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "proxy"])
+def test_no_spelling_of_an_internal_address_gets_a_request_out(
+    server: FixtureServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: bool, http2: bool
+) -> None:
+    """Default safety: every spelling (and a name resolving to loopback) comes out ``skipped`` with the
+    guard's reason, and neither the fixture server (also the proxy) nor any socket saw a request."""
+    connects = _connect_tripwire(monkeypatch)
+    port = server.port
+    urls = {
+        f"http://{host}:{port}/status/200?spelling={n}": why
+        for n, (host, why) in enumerate({**LOOPBACK_SPELLINGS, **ELSEWHERE_SPELLINGS}.items())
+    }
+    urls[f"http://localhost:{port}/status/200"] = "is a loopback address"
+    write(
+        tmp_path,
+        "a.md",
+        "---\nrelated:\n" + "".join(f"  - webUrl: {json.dumps(u)}\n" for u in urls) + "---\n",
+    )
+    extra: dict[str, object] = {"http.http2": http2, "http.connect_timeout": 30.0, "http.total_timeout": 60.0}
+    if proxy:
+        extra["http.proxy"] = server.url("")
+    outcome, engine = check(strict(tmp_path, **extra))
+    rows = results(engine)
+    for url, why in urls.items():
+        normal = normalise_url(url)
+        assert isinstance(normal, str), url
+        row = rows[normal]
+        assert (row["verdict"], row["failure"]) == ("skipped", "blocked_address"), url
+        assert why in row["reason"], (url, row["reason"])
+    assert outcome.counts == {"skipped": len(urls)}
+    assert server.requests("/") == []
+    assert connects == []
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["default", "http2"])
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "proxy"])
+def test_a_redirect_to_a_numeric_spelling_is_refused_at_that_hop(
+    server: FixtureServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: bool, http2: bool
+) -> None:
+    """A Location is read as a browser reads it, so ``http://2852039166/`` and ``\\\\0x7f.1`` are the
+    addresses they spell, refused before the next hop, on both transports, proxy or not."""
+    connects = _connect_tripwire(monkeypatch)
+    port = server.port
+    starts = {
+        server.url("/redirect-to/302" + to("http://2852039166/latest/"), "localhost"): (
+            "169.254.169.254 is a link-local address"
+        ),
+        server.url("/redirect-to/307" + to(f"\\\\0x7f.1:{port}/status/200?reached=1"), "localhost"): (
+            "127.0.0.1 is a loopback address"
+        ),
+    }
+    write(tmp_path, "a.md", frontmatter(webUrl=next(iter(starts)), ampWebUrl=list(starts)[1]))
+    extra: dict[str, object] = {"http.http2": http2, "safety.allow_hosts": ["localhost"]}
+    if proxy:
+        extra["http.proxy"] = server.url("")
+    outcome, engine = check(strict(tmp_path, **extra))
+    rows = results(engine)
+    assert outcome.counts == {"skipped": 2}
+    for url, why in starts.items():
+        assert why in rows[url]["reason"]
+    assert sorted(r.path for r in server.requests("/")) == ["/redirect-to/302", "/redirect-to/307"]
+    assert all(address[0] in ("127.0.0.1", "::1") for address in connects)  # type: ignore[index]

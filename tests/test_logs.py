@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 
 from monitor.config import LogSettings
 from monitor.logs import EVENTS, MASK, bind_run, close_logging, configure_logging, get_logger, redact_text
+from monitor.urls import SECRET_PARAMS, redact_url
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 
@@ -188,6 +189,15 @@ REDACT = [
 def test_redact_text_table(text: str, expected: str) -> None:
     """Credentials, secret parameters and auth headers are masked and nothing else changes."""
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_PARAMS))
+def test_log_text_and_urls_mask_the_same_parameter_names(name: str) -> None:
+    """One list: every secret parameter name is masked in log text and by redact_url alike."""
+    url = f"https://h.example/x?page=2&{name}=s3cr3t"
+    masked = f"https://h.example/x?page=2&{name}={MASK}"
+    assert redact_text(f"fetching {url} failed") == f"fetching {masked} failed"
+    assert redact_url(url) == masked
 
 
 def test_events_table_is_well_formed() -> None:

@@ -27,16 +27,15 @@ PROPERTY = settings(max_examples=250, deadline=None)
         ("https://example.com:8443/x", "https://example.com:8443/x"),
         ("http://example.com:0080/x", "http://example.com/x"),
         ("http://example.com:/x", "http://example.com/x"),
-        ("//cdn.example.com/i.png", "https://cdn.example.com/i.png"),
         ("https://example.com./x", "https://example.com/x"),
         ("https://example.com/a#section", "https://example.com/a"),
         ("https://example.com/a?b=1#c?d", "https://example.com/a?b=1"),
-        ("https://example.com/%7euser/%7Efoo", "https://example.com/~user/~foo"),
-        ("https://example.com/%41%62%2d%5F%2e%30", "https://example.com/Ab-_.0"),
-        ("https://example.com/a%2fb%3a?x=%2b%26", "https://example.com/a%2Fb%3A?x=%2B%26"),
+        # escapes stay as written (a browser sends them so), and a stray '%' stays a '%'
+        ("https://example.com/%7euser/%7Efoo", "https://example.com/%7euser/%7Efoo"),
+        ("https://example.com/a%2fb%3a?x=%2b%26", "https://example.com/a%2fb%3a?x=%2b%26"),
         ("https://example.com/caf\u00e9?q=\u00fc", "https://example.com/caf%C3%A9?q=%C3%BC"),
-        ("https://example.com/100%", "https://example.com/100%25"),
-        ("https://example.com/%zz", "https://example.com/%25zz"),
+        ("https://example.com/100%", "https://example.com/100%"),
+        ("https://example.com/%zz?%", "https://example.com/%zz?%"),
         ('https://example.com/a"b<c>{d}`e', "https://example.com/a%22b%3Cc%3E%7Bd%7D%60e"),
         ("https://example.com/?a[]=1&b={x}|y", "https://example.com/?a[]=1&b={x}|y"),
         ("https://example.com/?b=2&a=1&b=1", "https://example.com/?b=2&a=1&b=1"),
@@ -52,10 +51,38 @@ PROPERTY = settings(max_examples=250, deadline=None)
         ("https://xn--57hw060o.com/", "https://xn--57hw060o.com/"),
         ("http://[2001:DB8::0:1]:8080/x", "http://[2001:db8::1]:8080/x"),
         ("http://[::1]:80/", "http://[::1]/"),
-        ("https://User:P%61ss@Example.com/", "https://User:Pass@example.com/"),
+        ("https://User:P%61ss@Example.com/", "https://User:P%61ss@example.com/"),
+        ("https://user:@example.com/", "https://user@example.com/"),
+        ("https://:@example.com/", "https://example.com/"),
         ("https://user:p@ss@example.com/", "https://user:p%40ss@example.com/"),
         ("https://@example.com/", "https://example.com/"),
         ("https://my_host.example.com/", "https://my_host.example.com/"),
+        # as a browser reads what a CMS pasted: spaces encoded, tabs and newlines removed, '\' is '/'
+        ("https://example.com/my file.jpg", "https://example.com/my%20file.jpg"),
+        ("https://example.com/a b?c d", "https://example.com/a%20b?c%20d"),
+        ("https://example.com/a\u00a0b", "https://example.com/a%C2%A0b"),
+        ("https://example.com/a\x00b\x7f", "https://example.com/a%00b%7F"),
+        ("https://exam\tple.com/pa\nth\r", "https://example.com/path"),
+        ("https:\\\\example.com\\a\\b", "https://example.com/a/b"),
+        ("https://example.com:00443/", "https://example.com/"),
+        ("https://example.com:0/", "https://example.com:0/"),
+        ("https:///example.com/x", "https://example.com/x"),
+        ("https://exa%41mple.com/", "https://exaample.com/"),
+        # UTS #46 non-transitional, as browsers: "ß" stays "ß" (not "ss"), so a different domain
+        ("https://stra\u00dfe.de/", "https://xn--strae-oqa.de/"),
+        ("https://\u2615.example/", "https://xn--53h.example/"),
+        # every numeric IPv4 spelling becomes dotted decimal, which the address guard then sees
+        ("http://2852039166/", "http://169.254.169.254/"),
+        ("http://0xa9fea9fe/", "http://169.254.169.254/"),
+        ("http://169.254.43518/", "http://169.254.169.254/"),
+        ("http://0xa.1.2.3/", "http://10.1.2.3/"),
+        ("http://10.1.515/", "http://10.1.2.3/"),
+        ("http://0177.0.0.1/", "http://127.0.0.1/"),
+        ("http://127.1/", "http://127.0.0.1/"),
+        ("http://0/", "http://0.0.0.0/"),
+        ("http://1.2.3.4./", "http://1.2.3.4/"),
+        ("http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/"),
+        ("http://[0:0:0:0:0:0:0:1]/", "http://[::1]/"),
     ],
 )
 def test_normalise_url_canonical_form(raw: str, expected: str) -> None:
@@ -72,12 +99,10 @@ def test_normalise_url_canonical_form(raw: str, expected: str) -> None:
         (b"https://example.com/", "not a string"),
         ("", "empty"),
         ("   \t\n", "empty"),
-        ("not a url", "contains whitespace or control characters"),
-        ("https://example.com/a b", "contains whitespace or control characters"),
-        ("https://example.com/a\tb", "contains whitespace or control characters"),
-        ("https://example.com/a\x00", "contains whitespace or control characters"),
-        ("https://example.com/a\u00a0b", "contains whitespace or control characters"),
-        ("https://example.com/a\u2028b", "contains whitespace or control characters"),
+        ("not a url", "no scheme"),
+        ("https://exa mple.com/", "invalid host 'exa mple.com'"),
+        ("//cdn.example.com/i.png", "scheme-relative URL"),
+        ("\\\\cdn.example.com/i.png", "scheme-relative URL"),
         ("example.com/x", "no scheme"),
         ("localhost:8080/x", "no scheme"),
         ("example.com:8080/x", "no scheme"),
@@ -91,19 +116,23 @@ def test_normalise_url_canonical_form(raw: str, expected: str) -> None:
         ("data:image/png;base64,AAAA", "unsupported scheme 'data'"),
         ("FILE:///etc/passwd", "unsupported scheme 'file'"),
         ("https://", "missing host"),
-        ("https:///path", "missing host"),
-        ("https:example.com", "missing host"),
-        ("http:/example.com", "missing host"),
+        ("https:example.com", "missing '//' after 'https:'"),
+        ("http:/example.com", "missing '//' after 'http:'"),
+        ("HTTP:example.com", "missing '//' after 'http:'"),
         ("https://user@/x", "missing host"),
-        ("https://.", "missing host"),
+        ("https://:80/", "missing host"),
         ("https://example.com:99999/", "invalid port '99999'"),
-        ("https://example.com:0/", "invalid port '0'"),
         ("https://example.com:http/", "invalid port 'http'"),
         ("https://example.com:80:80/", "invalid port '80:80'"),
-        ("https://example..com/", "invalid host 'example..com'"),
-        ("https://exa%41mple.com/", "invalid host 'exa%41mple.com'"),
+        ("https://exa%zzmple.com/", "invalid host 'exa%zzmple.com'"),
         ("https://exa<mple.com/", "invalid host 'exa<mple.com'"),
-        ("https://" + "a" * 64 + ".com/", "invalid host"),
+        ("http://256.256.256.256/", "invalid IPv4 address '256.256.256.256'"),
+        ("http://1.2.3.08/", "invalid IPv4 address '1.2.3.08'"),
+        ("http://1.2.3.4.5/", "invalid IPv4 address '1.2.3.4.5'"),
+        ("http://0x100000000/", "invalid IPv4 address"),
+        ("http://xn--a.com/", "invalid punycode label 'xn--a'"),
+        ("http://a.b.c.xn--pokxncvks/", "invalid punycode label 'xn--pokxncvks'"),
+        ("http://xn--/", "invalid punycode label 'xn--'"),
         ("https://[::1/", "unterminated IPv6 address"),
         ("https://[not-v6]/", "invalid IPv6 address 'not-v6'"),
         ("https://[fe80::1%25eth0]/", "IPv6 zone identifiers are not supported"),
@@ -247,18 +276,12 @@ def test_normalise_is_idempotent(raw: str) -> None:
         assert normalise_url(once) == once
 
 
-_SAFE_SEGMENT = st.from_regex(r"[a-zA-Z0-9\-._~]{1,12}", fullmatch=True)
+_SAFE_SEGMENT = st.from_regex(r"[a-zA-Z0-9\-._~%]{1,12}", fullmatch=True)
 
 
-def _percent_encode_some(text: str, mask: list[bool], lower: bool) -> str:
-    out = []
-    for index, char in enumerate(text):
-        if mask[index % len(mask)]:
-            escape = f"%{ord(char):02X}"
-            out.append(escape.lower() if lower else escape)
-        else:
-            out.append(char)
-    return "".join(out)
+def _sprinkle(text: str, mask: list[bool], junk: str) -> str:
+    """``text`` with ``junk`` inserted after the characters the (cycled) mask selects."""
+    return "".join(char + (junk if mask[index % len(mask)] else "") for index, char in enumerate(text))
 
 
 @PROPERTY
@@ -267,32 +290,39 @@ def _percent_encode_some(text: str, mask: list[bool], lower: bool) -> str:
     host=st.lists(_LABEL, min_size=1, max_size=3).map(".".join),
     segments=st.lists(_SAFE_SEGMENT, max_size=4),
     mask=st.lists(st.booleans(), min_size=1, max_size=5),
-    lower_hex=st.booleans(),
+    junk=st.sampled_from(["\t", "\n", "\r\n"]),
+    backslashes=st.booleans(),
     upper_scheme=st.booleans(),
     swap_host_case=st.booleans(),
     spell_port=st.booleans(),
+    trailing_dot=st.booleans(),
 )
 def test_equivalent_spellings_normalise_equal(
     scheme: str,
     host: str,
     segments: list[str],
     mask: list[bool],
-    lower_hex: bool,
+    junk: str,
+    backslashes: bool,
     upper_scheme: bool,
     swap_host_case: bool,
     spell_port: bool,
+    trailing_dot: bool,
 ) -> None:
-    """Scheme/host case, explicit default ports and %-escaped unreserved characters do not change a URL."""
+    """Scheme/host case, explicit default ports, a trailing dot, tabs and newlines anywhere and '\\'
+    for '/' do not change a URL (a browser reads them all as one)."""
     path = "/" + "/".join(segments)
     plain = f"{scheme}://{host}{path}"
     variant = "".join(
         (
             scheme.upper() if upper_scheme else scheme,
-            "://",
+            ":\\\\" if backslashes else "://",
             host.swapcase() if swap_host_case else host,
+            "." if trailing_dot else "",
             (":80" if scheme == "http" else ":443") if spell_port else "",
-            _percent_encode_some(path, mask, lower_hex).replace("%2F", "/").replace("%2f", "/"),
+            path.replace("/", "\\") if backslashes else path,
         )
     )
-    assert normalise_url(variant) == normalise_url(plain)
-    assert isinstance(normalise_url(plain), str)
+    expected = normalise_url(plain)
+    if isinstance(expected, str):
+        assert normalise_url(_sprinkle(variant, mask, junk)) == expected

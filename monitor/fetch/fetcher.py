@@ -51,6 +51,7 @@ import aiohttp
 import brotli
 import httpx
 import structlog
+from ada_url import join_url
 from aiohttp import http_exceptions
 
 from monitor.config import HttpSettings, SafetySettings
@@ -61,7 +62,7 @@ from monitor.fetch.transport import SessionResponse, SessionTransport, bodyless_
 from monitor.fetch.transport_h2 import Http2Transport
 from monitor.probe.parsers import ImageProbe
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
-from monitor.urls import host_key, redact_url
+from monitor.urls import InvalidUrl, host_key, normalise_url, redact_url
 
 __all__ = ["FetchStats", "Fetcher", "classify_exception"]
 
@@ -96,6 +97,7 @@ ACCEPT_ENCODING = "gzip, deflate, br"
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 MAX_HEADERS = 128
+MAX_URL_LENGTH = 65536  # a fetched URL (the corpus limits its own, corpus.max_url_length)
 IMAGE_FIRST_WINDOW = 32 * 1024  # first Range asked of an image; more only if its header is longer
 DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
 DISCARD_WAIT = 0.5
@@ -424,9 +426,12 @@ class Fetcher:
         self._http = http
         self._gate = gate
         proxy_host = httpx.URL(http.proxy).host if http.proxy else None
-        # Behind a proxy the proxy resolves target names; only its own address and IP literals
-        # are resolved here, and the proxy itself must be reachable even on a private address.
+        # Behind a proxy the proxy resolves target names and connects; the proxy itself must be
+        # reachable even on a private address ...
         self._guard = AddressGuard(safety, extra_hosts=[proxy_host] if proxy_host else [])
+        # ... so a name is resolved here first and refused if any of its addresses is refused
+        self._vet_names = bool(http.proxy) and not (safety or SafetySettings()).trust_proxy_dns
+        self._resolver: GuardedResolver | None = None
         self._limiter = HostLimiter.from_settings(http)
         self._rules = [(re.compile(rule.pattern), rule.replacement) for rule in http.remap]
         self._rng = rng or random.Random()
@@ -445,9 +450,10 @@ class Fetcher:
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         ssl_context = httpx.create_ssl_context(verify=True) if http.verify_tls else None
         self._global = asyncio.Semaphore(http.concurrency)
+        self._resolver = GuardedResolver(self._guard)
         if http.http2:
             self._transport = Http2Transport(
-                GuardedResolver(self._guard),
+                self._resolver,
                 ssl_context=ssl_context,
                 connect=http.connect_timeout,
                 read=http.read_timeout,
@@ -458,7 +464,7 @@ class Fetcher:
         connector = aiohttp.TCPConnector(
             limit=http.concurrency,
             limit_per_host=0,  # per-host limits are ours (HostLimiter), with overrides and spacing
-            resolver=GuardedResolver(self._guard),
+            resolver=self._resolver,
             ttl_dns_cache=300,
             ssl=ssl_context if ssl_context is not None else False,
         )
@@ -532,14 +538,18 @@ class Fetcher:
         started = loop.time()
         text = self._remapped(target.url)
         progress = _Progress(text, "GET" if target.kind is TargetKind.IMAGE else "HEAD")
+        # Normal already, unless remapped or given by a caller: read as a browser reads it, so the
+        # guard sees the parsed host (every numeric IPv4 spelling in dotted form).
+        normal = normalise_url(text, max_length=MAX_URL_LENGTH)
         try:
-            url = httpx.URL(text)
-            if url.scheme not in ("http", "https") or not url.host:
-                raise httpx.InvalidURL("not an absolute http(s) URL")
+            if isinstance(normal, InvalidUrl):
+                raise httpx.InvalidURL(normal.reason)
+            url = httpx.URL(normal)
         except (httpx.InvalidURL, ValueError) as exc:
             progress.begin()
             progress.fail(FetchFailure.INVALID_URL, _scrub(str(exc)), text, progress.method)
             return self._outcome(target, progress, started)
+        text = progress.url = normal
         key = host_key(text)
         extra = host_settings(self._http.hosts, key)
         total = extra.total_timeout if extra and extra.total_timeout else self._http.total_timeout
@@ -617,6 +627,8 @@ class Fetcher:
             if refusal is not None:
                 p.fail(FetchFailure.BLOCKED_ADDRESS, refusal, text, method)
                 return
+            if self._vet_names and not await self._vetted(url.host, text, method, p):
+                return
             # Not client.build_request: that re-parses the URL to merge (empty) params and runs
             # the client cookie jar, a third of the per-request CPU.
             request = bodyless_request(method, url, headers)
@@ -634,6 +646,21 @@ class Fetcher:
                 method = "GET"
             url, key = nxt, host_key(nxt_text)
             p.hop_to(nxt_text)
+
+    async def _vetted(self, host: str, text: str, method: str, p: _Progress) -> bool:
+        """Behind a proxy: whether ``host`` resolved here to allowed addresses only (else ``p`` failed)."""
+        assert self._resolver is not None
+        p.phase = "resolving the name before the proxy"
+        try:
+            async with asyncio.timeout(self._http.connect_timeout):
+                await self._resolver.vet(host)
+        except TimeoutError:
+            p.fail(FetchFailure.DNS, f"DNS lookup of {host} timed out", text, method)
+            return False
+        except OSError as exc:  # BlockedAddress or socket.gaierror
+            p.fail(*classify_exception(exc), text, method)
+            return False
+        return True
 
     def _request_headers(self, key: str, target: Target, method: str, use_range: bool) -> httpx.Headers:
         """This host's headers for ``target`` (built once per host and kind; never mutate the result)."""
@@ -729,23 +756,35 @@ class Fetcher:
     def _follow(
         self, url: httpx.URL, text: str, status: int, location: str, method: str, p: _Progress
     ) -> httpx.URL | None:
+        """The next URL: ``location`` read against ``text`` as a browser reads it (WHATWG), normalised
+        like an article's URL, so the guard sees its parsed host; None when the chain ends here."""
         try:
-            nxt = url.join(location.strip())
-            scheme, host = nxt.scheme, nxt.host
-        except (httpx.InvalidURL, ValueError):
+            joined = join_url(text, location)
+        except ValueError:
+            joined = None
+        if joined is None:
             p.hops.append(Hop(redact_url(text), status, redact_url(location)))
             p.fail(FetchFailure.BAD_REDIRECT, f"unusable Location {_scrub(location)!r}", text, method)
             return None
-        p.hops.append(Hop(redact_url(text), status, redact_url(str(nxt))))
-        if scheme not in ("http", "https") or not host:
-            detail = f"redirect to {_scrub(redact_url(str(nxt)))} ({scheme or 'no'} scheme) not followed"
+        p.hops.append(Hop(redact_url(text), status, redact_url(joined)))
+        scheme = joined.partition(":")[0]
+        if scheme not in ("http", "https"):
+            detail = f"redirect to {_scrub(redact_url(joined))} ({scheme or 'no'} scheme) not followed"
             p.fail(FetchFailure.BAD_REDIRECT, detail, text, method)
             return None
         if len(p.hops) > self._http.max_redirects:
             detail = f"more than {self._http.max_redirects} redirects"
             p.fail(FetchFailure.TOO_MANY_REDIRECTS, detail, text, method)
             return None
-        return nxt
+        normal = normalise_url(joined, max_length=MAX_URL_LENGTH)
+        try:
+            if isinstance(normal, InvalidUrl):
+                raise httpx.InvalidURL(normal.reason)
+            return httpx.URL(normal)
+        except (httpx.InvalidURL, ValueError) as exc:
+            detail = f"unusable Location {_scrub(redact_url(joined))!r}: {_scrub(str(exc))}"
+            p.fail(FetchFailure.BAD_REDIRECT, detail, text, method)
+            return None
 
     async def _read(
         self,

@@ -6,7 +6,15 @@ runs on the *resolved* addresses, inside the DNS resolver the connector uses, an
 connector connects only to the addresses the resolver returned, so there is no gap between
 "checked" and "connected" for DNS rebinding to slip through. IP literals never reach a
 resolver (aiohttp short-circuits them), so the fetcher checks those with ``check_literal``
-before every hop.
+before every hop. Hosts come from the WHATWG parser (``monitor.urls.normalise_url``, for the
+article's URL and every ``Location``), which writes every numeric IPv4 spelling
+(``2852039166``, ``0xa9fea9fe``, ``169.254.43518``, ``0177.1``) as dotted decimal, so the literal
+check sees them all.
+
+Behind a proxy the proxy resolves and connects, so the connector's check never sees the target's
+addresses. ``GuardedResolver.vet`` resolves a name here first and refuses it when *any* of its
+addresses is refused (the proxy may pick any of them); ``safety.trust_proxy_dns = true`` skips
+that, for a proxy that enforces its own egress policy or a machine that cannot resolve names.
 
 ``SafetySettings`` opens the gate: ``allow_private`` (everything), ``allow_hosts`` (names whose
 addresses are not checked) and ``allow_cidrs`` (networks that are allowed).
@@ -17,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
 from collections.abc import Iterable
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -72,13 +81,21 @@ class AddressGuard:
     def __init__(self, safety: SafetySettings | None = None, extra_hosts: Iterable[str] = ()) -> None:
         safety = safety or SafetySettings()
         self.allow_private = safety.allow_private
-        self._hosts = frozenset(_clean_host(h) for h in (*safety.allow_hosts, *extra_hosts))
+        self._targets = frozenset(_clean_host(h) for h in safety.allow_hosts)
+        # extra_hosts (the proxy) are trusted to be connected to, never as what a request asks for
+        self._hosts = self._targets | frozenset(_clean_host(h) for h in extra_hosts)
         self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in safety.allow_cidrs)
         self._literals: dict[str, str | None] = {}  # checked on every hop; few distinct literals
 
     def host_allowed(self, host: str) -> bool:
-        """Names listed in ``allow_hosts`` may resolve to anything."""
+        """Names listed in ``allow_hosts`` (or given as ``extra_hosts``) may be connected to whatever
+        they resolve to."""
         return self.allow_private or _clean_host(host) in self._hosts
+
+    def target_allowed(self, host: str) -> bool:
+        """A request's own host in ``allow_hosts``: its address is not checked. The proxy's name or
+        address is not enough: through the proxy that would reach the proxy's own network."""
+        return self.allow_private or _clean_host(host) in self._targets
 
     def refusal(self, ip: IPAddress) -> str | None:
         """The reason to refuse ``ip`` ("10.0.0.1 is a private address"), or None when allowed."""
@@ -94,6 +111,11 @@ class AddressGuard:
             return None
         return f"{ip} is {problem}"
 
+    @staticmethod
+    def is_literal(host: str) -> bool:
+        """Whether ``host`` (as the WHATWG parser writes it) is an IP address rather than a name."""
+        return host.startswith("[") or host.replace(".", "").isdigit()
+
     def check_literal(self, host: str) -> str | None:
         """The refusal for a host that is an IP literal (bare or bracketed); None for names."""
         try:
@@ -105,7 +127,7 @@ class AddressGuard:
         except ValueError:
             answer = None
         else:
-            answer = None if self.host_allowed(host) else self.refusal(ip)
+            answer = None if self.target_allowed(host) else self.refusal(ip)
         if len(self._literals) >= 4096:
             self._literals.clear()
         self._literals[host] = answer
@@ -124,8 +146,37 @@ class GuardedResolver(AbstractResolver):
     (``socket.gaierror``) pass through the same way and become ``FetchFailure.DNS``.
     """
 
+    VET_TTL = 300.0  # seconds a vetted name's answer is kept (the connector's own DNS cache TTL)
+    VET_ENTRIES = 4096
+
     def __init__(self, guard: AddressGuard) -> None:
         self._guard = guard
+        self._vetted: dict[str, tuple[float, str | None]] = {}
+
+    async def vet(self, host: str) -> None:
+        """For a request handed to a proxy: raise ``BlockedAddress`` when any address ``host``
+        resolves to here is refused; ``socket.gaierror`` when it does not resolve.
+
+        IP literals are ``AddressGuard.check_literal``'s; names in ``allow_hosts`` pass. Answers
+        are kept for ``VET_TTL`` seconds (failed lookups are not kept).
+        """
+        if self._guard.target_allowed(host) or AddressGuard.is_literal(host):
+            return
+        now = time.monotonic()
+        known = self._vetted.get(host)
+        if known is None or known[0] < now:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=_ADDRCONFIG)
+            refusal = None
+            for _, _, _, _, sockaddr in infos:
+                refusal = self._guard.refusal(ipaddress.ip_address(str(sockaddr[0]).partition("%")[0]))
+                if refusal is not None:
+                    break
+            if len(self._vetted) >= self.VET_ENTRIES:
+                self._vetted.clear()
+            known = self._vetted[host] = (now + self.VET_TTL, refusal)
+        if known[1] is not None:
+            raise BlockedAddress(f"{known[1]} (an address of {host})")
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
