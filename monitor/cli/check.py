@@ -14,23 +14,20 @@ import asyncio
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
-from monitor import aio
 from monitor.cli.app import UsageError, app, context_of, user_errors
-from monitor.config import Settings
-from monitor.distributed.executor import executor_for
-from monitor.logs import configure_logging
-from monitor.progress import file_progress
-from monitor.run.check import RunOutcome, RunRequest
-from monitor.run.executors import Executor, QueuedRun
-from monitor.signals import stop_on_signals
-from monitor.store.lease import LeaseBusy
-from reports import ReportData, build_report, render
-from reports.as_table import print_report
+
+if TYPE_CHECKING:  # the stages load in the command bodies, so `monitor --help` stays quick
+    from sqlalchemy import Engine
+
+    from monitor.config import Settings
+    from monitor.run.check import RunOutcome, RunRequest
+    from monitor.run.executors import Executor, QueuedRun
+    from monitor.store.lease import LeaseBusy
+    from reports import ReportData
 
 EXIT_OK, EXIT_USAGE, EXIT_PROBLEMS = 0, 1, 2
 CHECK_SECTIONS = ("summary", "broken", "images", "moved", "blocked", "findings", "corpus_errors")
@@ -39,6 +36,9 @@ CHECK_SECTIONS = ("summary", "broken", "images", "moved", "blocked", "findings",
 async def _start(
     settings: Settings, engine: Engine, executor: Executor, request: RunRequest, tty: bool
 ) -> RunOutcome | QueuedRun:
+    from monitor.progress import file_progress
+    from monitor.signals import stop_on_signals
+
     stop = asyncio.Event()
     running = False
 
@@ -55,6 +55,9 @@ async def _start(
 
 def emit(data: ReportData, fmt: str, output: Path | None) -> None:
     """Write ``data`` to ``output``, or print it (coloured tables on a terminal)."""
+    from reports import render
+    from reports.as_table import print_report
+
     if output is None and fmt == "table" and sys.stdout.isatty():
         from rich.console import Console
 
@@ -80,6 +83,11 @@ def run(
     tty: bool | None = None,
 ) -> int:
     """The `check` command body; returns the exit code."""
+    from monitor import aio
+    from monitor.run.executors import QueuedRun
+    from monitor.store.lease import LeaseBusy
+    from reports import build_report
+
     tty = sys.stderr.isatty() if tty is None else tty
     try:
         started = aio.run(_start(settings, engine, executor, request, tty), settings.http.event_loop)
@@ -182,6 +190,10 @@ def check(
 
     Exit code 0 when nothing counts as an error, 2 when something does, 1 for usage or config errors.
     """
+    from monitor.distributed.executor import executor_for
+    from monitor.logs import configure_logging
+    from monitor.run.check import RunRequest
+
     c = context_of(ctx)
     with user_errors(c):
         settings = c.settings(

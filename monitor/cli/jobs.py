@@ -7,14 +7,8 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Engine
 
-from jobs.runner import JOB_NAMES, canonical
-from jobs.scheduler import ScheduleError, describe_jobs, job_specs, run_now, serve
 from monitor import aio
 from monitor.cli.app import UsageError, app, context_of, engine_for, user_errors
-from monitor.cli.check import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, busy_message
-from monitor.distributed.executor import executor_for
-from monitor.logs import configure_logging
-from reports import build_report
 
 
 @app.command()
@@ -24,6 +18,9 @@ def schedule(ctx: typer.Context) -> None:
     The first signal lets a running check finish in-flight requests (jobs.shutdown_grace_seconds),
     marks its run interrupted and exits 0; a second signal exits at once.
     """
+    from jobs.scheduler import ScheduleError, job_specs, serve
+    from monitor.distributed.executor import executor_for
+    from monitor.logs import configure_logging
 
     c = context_of(ctx)
     with user_errors(c):
@@ -44,6 +41,7 @@ def schedule(ctx: typer.Context) -> None:
 @app.command("jobs")
 def list_jobs(ctx: typer.Context) -> None:
     """List the scheduled jobs: enabled flag, schedule and next run time (UTC)."""
+    from jobs.scheduler import ScheduleError, describe_jobs
 
     c = context_of(ctx)
     with user_errors(c):
@@ -79,6 +77,9 @@ def run_job(
     Exit code 0 when it went fine (or had nothing to do), 2 when a check found errors,
     1 for usage errors, a failed job, or another check holding the lock.
     """
+    from jobs.runner import JOB_NAMES, canonical
+    from jobs.scheduler import run_now
+    from monitor.logs import configure_logging
 
     c = context_of(ctx)
     with user_errors(c):
@@ -96,6 +97,8 @@ def run_job(
 
 def _job_exit_code(engine: Engine, result: Any) -> int:
     """Like `check`: 2 when a check run found errors (or findings, corpus errors), 1 when it could not run."""
+    from monitor.cli.check import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, busy_message
+    from reports import build_report
 
     if result.status == "busy":
         typer.echo(f"error: {busy_message(result.value)}", err=True)

@@ -13,25 +13,26 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import Engine, select
 
 from monitor.cli.app import app, context_of, engine_for, is_tty, user_errors
 from monitor.config import Settings
-from monitor.progress import file_progress
-from monitor.run.inventory import SyncReport, sync_inventory
-from monitor.store import inventory as store
-from monitor.store.models import ArticleRow, FindingRow, OccurrenceRow, UrlRow
 from monitor.textsafe import csv_cell, inert
-from monitor.urls import redact_url
+
+if TYPE_CHECKING:
+    from monitor.run.inventory import SyncReport
 
 COLUMNS = ("article", "location", "role", "related", "url", "raw_url", "declared_width", "declared_height")
 
 
 def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
     """Every occurrence of the live inventory, ordered by article path and location."""
+    from monitor.store.models import ArticleRow, OccurrenceRow, UrlRow
+    from monitor.urls import redact_url
+
     a, o, u = ArticleRow.__table__, OccurrenceRow.__table__, UrlRow.__table__
     query = (
         select(
@@ -57,6 +58,8 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
 
 
 def iter_findings(engine: Engine) -> Iterator[dict[str, object]]:
+    from monitor.store.models import ArticleRow, FindingRow
+
     a, f = ArticleRow.__table__, FindingRow.__table__
     query = (
         select(a.c.path, f.c.location, f.c.kind, f.c.message, f.c.value, f.c.expected)
@@ -101,6 +104,8 @@ def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object]) -
 
 
 def summary_of(engine: Engine, report: SyncReport) -> dict[str, object]:
+    from monitor.store import inventory as store
+
     c = store.counts(engine)
     return {
         "files": c.files,
@@ -128,6 +133,8 @@ def run_links(
     tty: bool,
 ) -> int:
     """The `links` command body; returns the exit code (0: inventory updated)."""
+    from monitor.progress import file_progress
+    from monitor.run.inventory import sync_inventory
 
     with file_progress(tty, "reading corpus") as tick:
         report = sync_inventory(engine, settings.corpus, paths, on_file=tick)

@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from monitor.cli.app import UsageError, app, context_of, engine_for, user_errors
-from monitor.cli.check import emit
-from reports import build_report
 
 
 class ReportFormat(StrEnum):
@@ -40,6 +38,8 @@ def report(
     trend_runs: Annotated[int | None, typer.Option("--trend-runs", help="Runs shown in the trend.")] = None,
 ) -> None:
     """Render the report of a run: what is broken, image size problems, changes, trends."""
+    from monitor.cli.check import emit
+    from reports import build_report
 
     c = context_of(ctx)
     with user_errors(c):

@@ -15,12 +15,6 @@ from sqlalchemy import Engine, select
 from monitor import aio
 from monitor.cli.app import UsageError, app, context_of, engine_for, user_errors
 from monitor.config import Settings
-from monitor.distributed.queue import end_idle_transactions, open_engine_serialized, require_postgres
-from monitor.distributed.runs import NotRunning, abandon_run, progress
-from monitor.distributed.worker import serve
-from monitor.logs import configure_logging
-from monitor.store import results as store
-from monitor.store.tables import RUNS
 
 
 @app.command()
@@ -38,6 +32,9 @@ def worker(
     The first signal stops dispatching, commits in-flight results and hands running shards
     back to the queue; a second signal stops at once. Needs a PostgreSQL database_url.
     """
+    from monitor.distributed.queue import end_idle_transactions, open_engine_serialized, require_postgres
+    from monitor.distributed.worker import serve
+    from monitor.logs import configure_logging
 
     c = context_of(ctx)
     with user_errors(c):
@@ -74,6 +71,8 @@ def runs(
     next heartbeat and commit nothing more, and the next run can start. Exit 1 when the run
     is not running (already ended, unknown or local).
     """
+    from monitor.logs import configure_logging
+
     c = context_of(ctx)
     with user_errors(c):
         if reason is not None and not fail_run:
@@ -92,6 +91,8 @@ def runs(
 
 def follow_runs(engine: Engine, run_id: int | None, watch: bool, every: float = 2.0) -> int:
     """Print recent runs (or one run's shards); with ``watch`` refresh until the run(s) stop running."""
+    from monitor.store import results as store
+
     while True:
         text = format_runs(engine, run_id)
         if watch and sys.stdout.isatty():
@@ -113,6 +114,8 @@ def follow_runs(engine: Engine, run_id: int | None, watch: bool, every: float = 
 
 def abandon(engine: Engine, settings: Settings, run_id: int, reason: str) -> int:
     """``monitor runs RUN_ID --fail``: abandon a running distributed run; 1 when it is not running."""
+    from monitor.distributed.runs import NotRunning, abandon_run
+
     try:
         done = asyncio.run(abandon_run(settings, engine, run_id, reason))
     except NotRunning as exc:
@@ -133,6 +136,9 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 def format_runs(engine: Engine, run_id: int | None, limit: int = 10) -> str:
     """The ``monitor runs`` text: recent runs with shard progress, or one run's shards in detail."""
+    from monitor.distributed.runs import progress
+    from monitor.store.tables import RUNS
+
     with engine.connect() as conn:
         ids = (
             [run_id]
