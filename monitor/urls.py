@@ -65,7 +65,7 @@ except ImportError:  # pragma: no cover - a binding that moved its internals: th
     _lib = None
 
 
-def _whatwg_href(text: str) -> str:
+def whatwg_href(text: str) -> str:
     """The WHATWG ``href`` of an absolute URL; ValueError when it does not parse."""
     if _lib is None:  # pragma: no cover
         return normalize_url(text)
@@ -132,7 +132,7 @@ def normalise_url(raw: object, *, max_length: int = 2048) -> str | InvalidUrl:
             return scheme_at
         scheme, after = scheme_at
     try:
-        url = _whatwg_href(text)
+        url = whatwg_href(text)
     except ValueError:
         return InvalidUrl(authority_problem(text[after:]))
     if "#" in url:

@@ -530,7 +530,7 @@ def completed_run(farm: Farm, trigger: str = "cli") -> tuple[Any, Any, int]:
     settings = load_settings(farm.config)
     engine = open_engine(farm.url)
     sync_inventory(engine, settings.corpus, None)
-    run_id, planned, _ = runs._plan(settings, engine, runs.run_holder(), trigger, False)
+    run_id, planned, _ = runs.plan_run(settings, engine, runs.run_holder(), trigger, False)
     for n, (shard_id, _lock) in enumerate(planned):
         claim = ledger.claim(engine, shard_id, "test:1", None)
         assert claim is not None
@@ -575,7 +575,7 @@ def test_alerts_lost_between_the_finalizing_commit_and_logging_are_drained_once(
     def crash(*_: Any) -> None:
         raise RuntimeError("killed between the commit and the log lines")
 
-    monkeypatch.setattr(runs, "_emit", crash)
+    monkeypatch.setattr(runs, "emit_alerts", crash)
     with structlog.testing.capture_logs() as first:
         outcome = runs.finalize(settings, engine, run_id)
     monkeypatch.undo()

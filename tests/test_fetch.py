@@ -239,21 +239,36 @@ async def test_retry_after_is_waited_for(server: FixtureServer) -> None:
     assert outcome.elapsed_ms >= 990
 
 
-async def test_retry_after_beyond_the_cap_ends_retries(server: FixtureServer) -> None:
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every asyncio.sleep delay asked for during the test: proves a wait was (not) taken without a clock."""
+    asked: list[float] = []
+    real = asyncio.sleep
+
+    async def recording(delay: float, result: Any = None) -> Any:
+        asked.append(delay)
+        return await real(delay, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recording)
+    return asked
+
+
+async def test_retry_after_beyond_the_cap_ends_retries(server: FixtureServer, sleeps: list[float]) -> None:
     """Asked to wait longer than retry_after_cap, the fetcher reports the 429 at once."""
-    began = time.monotonic()
     outcome = await fetch(server, f"/retry-after/30?key={key()}", IMAGE, retry_after_cap=1.0)
     assert (outcome.status, outcome.attempts, outcome.failure) == (429, 1, None)
     assert outcome.headers["retry-after"] == "30"
-    assert time.monotonic() - began < 1.0
+    assert [d for d in sleeps if d >= 0.5] == []  # no Retry-After wait was started
     assert len(server.requests("/retry-after/")) == 1
 
 
-async def test_retry_after_beyond_the_deadline_ends_retries(server: FixtureServer) -> None:
+async def test_retry_after_beyond_the_deadline_ends_retries(
+    server: FixtureServer, sleeps: list[float]
+) -> None:
     """A wait that would overrun total_timeout is not started; the 503 is the answer."""
     outcome = await fetch(server, f"/retry-after/3?key={key()}&code=503", IMAGE, total_timeout=1.0)
     assert (outcome.status, outcome.attempts, outcome.failure) == (503, 1, None)
-    assert outcome.elapsed_ms < 900
+    assert [d for d in sleeps if d >= 0.5] == []
 
 
 async def test_repeated_429_slow_the_host(server: FixtureServer) -> None:
@@ -275,7 +290,7 @@ async def test_slow_headers_time_out(server: FixtureServer) -> None:
     began = time.monotonic()
     outcome = await fetch(server, "/slow-headers/3000", IMAGE, read_timeout=0.2, max_retries=1)
     assert (outcome.failure, outcome.status, outcome.attempts) == (FetchFailure.TIMEOUT, None, 2)
-    assert 0.4 <= time.monotonic() - began < 2.5  # the server would take 3 s per attempt
+    assert time.monotonic() - began >= 0.4  # both attempts waited out their read timeout
 
 
 async def test_slow_drip_is_bounded_by_the_total_deadline(server: FixtureServer) -> None:
@@ -286,14 +301,13 @@ async def test_slow_drip_is_bounded_by_the_total_deadline(server: FixtureServer)
     assert outcome.failure is FetchFailure.TIMEOUT
     assert "total deadline of 0.8 s exceeded while reading the body" in outcome.failure_detail
     assert outcome.status == 200 and 3 <= outcome.bytes_read < 40
-    assert 0.8 <= elapsed < 2.5  # the drip would last 30 s
+    assert elapsed >= 0.8  # the cut came at the deadline, not before
 
 
 async def test_hang_after_headers_times_out(server: FixtureServer) -> None:
     """Headers then silence: the read timeout fires; the status seen is kept with the failure."""
     outcome = await fetch(server, "/hang-after-headers", IMAGE, read_timeout=0.2, max_retries=0)
     assert (outcome.failure, outcome.status, outcome.bytes_read) == (FetchFailure.TIMEOUT, 200, 0)
-    assert outcome.elapsed_ms < 2500  # the server would hang for 30 s
 
 
 async def test_total_deadline_covers_waiting_for_a_host_slot(server: FixtureServer) -> None:
@@ -304,7 +318,7 @@ async def test_total_deadline_covers_waiting_for_a_host_slot(server: FixtureServ
         blocked = await fetcher.fetch(target(server.url("/status/200"), IMAGE))
     assert blocked.failure is FetchFailure.TIMEOUT
     assert blocked.failure_detail == "total deadline of 0.3 s exceeded while waiting for a host slot"
-    assert 300 <= blocked.elapsed_ms < 2500
+    assert blocked.elapsed_ms >= 300
     assert server.requests("/") == []
 
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.corpus.read import CorpusFile, read_article
-from monitor.links.extract import extract
 from monitor.links import extract as links
+from monitor.links.extract import extract
 from monitor.types import Article, Finding, FindingKind, Occurrence, Role, Size
 from monitor.urls import amp_cache_url
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -38,7 +39,17 @@ from tests.pg_schema import pg_schema_url
 
 GOLDEN = Path(__file__).parent / "golden"
 SCHEMA = Path(__file__).parent.parent / "reports" / "report.schema.json"
-CHROMIUM = Path(os.environ.get("MONITOR_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(
+    os.environ.get("MONITOR_CHROMIUM")
+    or next(
+        (
+            found
+            for name in ("chromium", "chromium-browser", "google-chrome")
+            if (found := shutil.which(name))
+        ),
+        "chromium",
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -615,10 +626,10 @@ async def _devtools_port(profile: Path, proc: asyncio.subprocess.Process) -> int
 @pytest.mark.browser
 async def test_html_report_in_headless_chromium(html_report: str, tmp_path: Path) -> None:
     """Opened from disk in Chromium, the report shows tables and chart, sorts on header click and filters."""
-    if not CHROMIUM.exists():
+    if not CHROMIUM.is_file():
         if os.environ.get("MONITOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and MONITOR_REQUIRE_BROWSER=1")
-        pytest.skip(f"{CHROMIUM} not installed")
+            pytest.fail(f"no Chromium on PATH (looked for {CHROMIUM}) and MONITOR_REQUIRE_BROWSER=1")
+        pytest.skip(f"no Chromium on PATH (looked for {CHROMIUM})")
     import aiohttp
 
     page = tmp_path / "report.html"

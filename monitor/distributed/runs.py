@@ -90,7 +90,7 @@ async def start_run(
         if not only_failing:
             inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
         run_id, planned, total = await asyncio.to_thread(
-            _plan, settings, engine, holder, trigger, only_failing
+            plan_run, settings, engine, holder, trigger, only_failing
         )
     except BaseException:
         await asyncio.to_thread(lease.release, engine, lease.CORPUS_CHECK, holder)
@@ -113,7 +113,7 @@ async def start_run(
     return run_id, len(planned), total, inventory
 
 
-def _plan(
+def plan_run(
     settings: Settings, engine: Engine, holder: str, trigger: str, only_failing: bool
 ) -> tuple[int, list[tuple[int, str | None]], int]:
     """Create the run, its shards and its fan-in row in one transaction (all or nothing)."""
@@ -218,7 +218,8 @@ def alert_events(
     ]
 
 
-def _emit(run_id: int, events: Sequence[alerts.Event]) -> None:
+def emit_alerts(run_id: int, events: Sequence[alerts.Event]) -> None:
+    """Log each alert event of a run: where a distributed run turns its events into alerts."""
     for name, keys in events:
         log.warning(name, run_id=run_id, **keys)
 
@@ -238,7 +239,7 @@ def deliver_alerts(settings: Settings, engine: Engine, run_id: int) -> list[aler
         if not ledger.claim_alerts(conn, run_id):
             return None
         events = alert_events(run_id, ledger.run_events(conn, run_id), settings)
-        _emit(run_id, events)
+        emit_alerts(run_id, events)
         ledger.mark_alerts_emitted(conn, run_id)
     log.info("run.alerts_emitted", run_id=run_id, events=len(events))
     return events
