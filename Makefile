@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# the stages and the vocabulary under them are held to mypy --strict; the wiring above them to plain mypy
+STRICT := monitor/types.py monitor/textsafe.py monitor/clock.py monitor/config.py monitor/hostnames.py \
+	monitor/urls.py monitor/corpus monitor/links monitor/probe monitor/fetch monitor/verdict.py \
+	monitor/alerts.py monitor/store
+typecheck: $(STAMP)
+	$(BIN)/mypy monitor jobs reports
+	$(BIN)/mypy --strict $(STRICT)
 
 clean:
 	rm -rf $(VENV) monitor.db monitor.db-wal monitor.db-shm reports-out .pytest_cache .ruff_cache

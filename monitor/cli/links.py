@@ -30,10 +30,11 @@ COLUMNS = ("article", "location", "role", "related", "url", "raw_url", "declared
 
 def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
     """Every occurrence of the live inventory, ordered by article path and location."""
-    from monitor.store.models import ArticleRow, OccurrenceRow, UrlRow
+    from monitor.store.tables import ARTICLES as a
+    from monitor.store.tables import OCCURRENCES as o
+    from monitor.store.tables import URLS as u
     from monitor.urls import redact_url
 
-    a, o, u = ArticleRow.__table__, OccurrenceRow.__table__, UrlRow.__table__
     query = (
         select(
             a.c.path,
@@ -58,9 +59,9 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
 
 
 def iter_findings(engine: Engine) -> Iterator[dict[str, object]]:
-    from monitor.store.models import ArticleRow, FindingRow
+    from monitor.store.tables import ARTICLES as a
+    from monitor.store.tables import FINDINGS as f
 
-    a, f = ArticleRow.__table__, FindingRow.__table__
     query = (
         select(a.c.path, f.c.location, f.c.kind, f.c.message, f.c.value, f.c.expected)
         .select_from(f.join(a, f.c.article_id == a.c.id))

@@ -73,9 +73,10 @@ def _facts_from_previous(outcome: FetchOutcome, prev: dict[str, object]) -> Fetc
     """A 304 keeps the previous run's facts, marked not-modified."""
     width, height = prev.get("image_width"), prev.get("image_height")
     image = None
-    if prev.get("image_format") or width is not None:
-        size = Size(int(width), int(height)) if width is not None and height is not None else None  # type: ignore[arg-type]
-        image = ImageFacts(format=prev.get("image_format"), size=size)  # type: ignore[arg-type]
+    fmt = prev.get("image_format")
+    if fmt or width is not None:
+        size = Size(width, height) if isinstance(width, int) and isinstance(height, int) else None
+        image = ImageFacts(format=fmt if isinstance(fmt, str) else None, size=size)
     hops = tuple(Hop(str(u), int(s), loc) for u, s, loc in json.loads(str(prev.get("redirects") or "[]")))
     return FetchOutcome(
         url=outcome.url,

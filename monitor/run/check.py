@@ -85,10 +85,10 @@ async def run_check(
         log.warning("run.interrupted", run_id=run_id, reason="found unfinished at start-up")
 
     inventory: SyncReport | None = None
-    run_id = store.latest_interrupted(engine) if request.resume else None
-    if run_id is not None:
-        store.reopen_run(engine, run_id, now)
-        trigger = "resume"
+    resumed = store.latest_interrupted(engine) if request.resume else None
+    if resumed is not None:
+        store.reopen_run(engine, resumed, now)
+        run_id, trigger = resumed, "resume"
     else:
         run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
     # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes

@@ -10,9 +10,8 @@ from sqlalchemy import Engine, func, select
 
 from monitor.store.models import (
     CorpusErrorRow,
-    FindingRow,
 )
-from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, URLS
+from monitor.store.tables import ARTICLES, FINDINGS, OCCURRENCES, RESULTS, RUNS, URLS
 from monitor.types import Severity, Verdict
 from monitor.urls import InvalidUrl, normalise_url, redact_url
 
@@ -107,7 +106,7 @@ def corpus_status(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         last = conn.execute(select(RUNS).order_by(RUNS.c.id.desc()).limit(1)).mappings().first()
         live = select(OCCURRENCES.c.url_id).where(OCCURRENCES.c.url_id.is_not(None)).distinct().subquery()
-        problems = dict(
+        problems: dict[str, int] = dict(
             conn.execute(
                 select(URLS.c.last_verdict, func.count())
                 .join(live, live.c.url_id == URLS.c.id)
@@ -122,7 +121,9 @@ def corpus_status(engine: Engine) -> dict[str, Any]:
             .order_by(URLS.c.failing_since)
             .limit(5)
         ).all()
-        findings = dict(conn.execute(select(FindingRow.kind, func.count()).group_by(FindingRow.kind)).all())
+        findings: dict[str, int] = dict(
+            conn.execute(select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind)).all()
+        )
         errors = conn.execute(select(func.count()).select_from(CorpusErrorRow)).scalar_one()
         files = conn.execute(
             select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))

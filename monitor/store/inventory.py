@@ -284,7 +284,9 @@ def counts(engine: Engine) -> InventoryCounts:
         distinct = conn.execute(
             select(func.count(func.distinct(OCCURRENCES.c.url_id))).where(OCCURRENCES.c.url_id.is_not(None))
         ).scalar_one()
-        by_kind = dict(conn.execute(select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind)).all())
+        by_kind: dict[str, int] = dict(
+            conn.execute(select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind)).all()
+        )
     return InventoryCounts(
         files=files,
         articles=files - errors,

@@ -8,6 +8,7 @@ Create Date: 2026-11-26 10:31:23.446884
 from alembic import op
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes
 
 
 revision = '0001'
