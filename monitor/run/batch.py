@@ -38,7 +38,7 @@ from monitor.types import (
 from monitor.urls import redact_url
 from monitor.verdict import classify, severity_for, size_check
 
-log = structlog.get_logger("monitor.pipeline")
+log = structlog.get_logger("monitor.run")
 T = TypeVar("T")
 
 NOT_MODIFIED = " (not modified)"

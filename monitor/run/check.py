@@ -28,7 +28,7 @@ from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import results as store
 from monitor.types import Severity
 
-log = structlog.get_logger("monitor.pipeline")
+log = structlog.get_logger("monitor.run")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from monitor.run.batch import save_results, write_with_retry
 from monitor.store import results as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
-log = structlog.get_logger("monitor.pipeline")
+log = structlog.get_logger("monitor.run")
 
 PAGE = 2000  # targets read from the plan per query
 WRITE_BATCH = 200  # results per transaction
