@@ -138,19 +138,22 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]
     /usr/bin/time's peak is the largest single process; a run split over processes is also
     sampled from /proc every 0.2 s for the peak of all its processes together (``tree_mb``).
     """
-    proc = subprocess.Popen(
-        ["/usr/bin/time", "-f", "TIME %e %U %S %M", *cmd],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    tree_peak = 0
-    while proc.poll() is None:
-        tree_peak = max(tree_peak, _tree_rss_kb(proc.pid))
-        time.sleep(0.2)
-    stderr = proc.stderr.read() if proc.stderr else ""
+    # stderr goes to a file, not a pipe: a tool logging more than a pipe holds would block on it
+    with tempfile.TemporaryFile(mode="w+") as err:
+        proc = subprocess.Popen(
+            ["/usr/bin/time", "-f", "TIME %e %U %S %M", *cmd],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+        tree_peak = 0
+        while proc.poll() is None:
+            tree_peak = max(tree_peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.2)
+        err.seek(0)
+        stderr = err.read()
     match = re.search(r"TIME ([\d.]+) ([\d.]+) ([\d.]+) (\d+)", stderr)
     if match is None:
         raise SystemExit(f"{cmd[0]} failed: {stderr[-2000:]}")
