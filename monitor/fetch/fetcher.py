@@ -60,7 +60,7 @@ from monitor.fetch.hosts import HostLimiter, host_settings
 from monitor.fetch.retry import backoff, parse_retry_after, should_retry
 from monitor.fetch.transport import SessionResponse, SessionTransport, bodyless_request
 from monitor.fetch.transport_h2 import Http2Transport
-from monitor.probe.parsers import ImageProbe
+from monitor.probe.sniff import ImageProbe
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
 from monitor.urls import InvalidUrl, host_key, normalise_url, redact_url
 
