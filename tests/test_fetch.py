@@ -1,4 +1,4 @@
-"""The fetching layer (monitor/fetch.py) against the real fixture server on 127.0.0.1.
+"""The fetching layer (monitor/fetch/) against the real fixture server on 127.0.0.1.
 
 Assertions look at both sides: what the Fetcher reports and what the server saw (requests,
 headers, bytes sent, peak in-flight), with real tiny timeouts and no patched clocks.
@@ -25,8 +25,11 @@ import structlog.testing
 from aiohttp import http_exceptions
 
 from monitor.config import HostSettings, HttpSettings, RemapRule, SafetySettings
-from monitor.fetch.fetcher import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_exception
+from monitor.fetch.decode import Decoder
+from monitor.fetch.errors import classify_exception
+from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.guard import BlockedAddress
+from monitor.fetch.headers import IMAGE_FIRST_WINDOW
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
 from tests.h2server import H2Server
@@ -374,11 +377,11 @@ def test_decoder_output_is_bounded_for_every_coding() -> None:
         "x-unknown": plain,
     }
     for coding, body in bodies.items():
-        assert _Decoder(coding).decode(body, 1000) == plain[:1000], coding
+        assert Decoder(coding).decode(body, 1000) == plain[:1000], coding
     raw = raw_deflate.compress(plain) + raw_deflate.flush()
-    assert _Decoder("deflate").decode(raw, 5000) == plain[:5000]  # deflate without zlib wrapper
-    assert _Decoder("gzip, br").decode(b"stacked", 100) == b"stacked"  # passed through
-    assert _Decoder("gzip").decode(gzip.compress(plain), 0) == b""
+    assert Decoder("deflate").decode(raw, 5000) == plain[:5000]  # deflate without zlib wrapper
+    assert Decoder("gzip, br").decode(b"stacked", 100) == b"stacked"  # passed through
+    assert Decoder("gzip").decode(gzip.compress(plain), 0) == b""
 
 
 # --- conditional requests ------------------------------------------------------------------------
