@@ -15,6 +15,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -240,6 +241,33 @@ async def test_retry_after_is_waited_for(server: FixtureServer) -> None:
     first, second = server.requests("/retry-after/")
     assert second.started - first.started >= 0.99
     assert outcome.elapsed_ms >= 990
+
+
+@pytest.mark.parametrize("code", [429, 503])
+async def test_retry_after_as_an_http_date_is_waited_for(server: FixtureServer, code: int) -> None:
+    """``Retry-After: <HTTP date 2 s ahead>`` on a 429/503 is honoured: one retry, started only once
+    the date has come (the date has whole seconds, so over 1 s later; backoff alone is <= 50 ms)."""
+    outcome = await fetch(server, f"/retry-after/2?key={key()}&code={code}&date=1", IMAGE)
+    assert (outcome.status, outcome.attempts, outcome.failure) == (200, 2, None)
+    first, second = server.requests("/retry-after/")
+    assert second.started - first.started >= 0.95
+
+
+@pytest.mark.parametrize("code", [429, 503])
+async def test_retry_after_as_an_http_date_pauses_the_host_by_the_parsed_delay(
+    server: FixtureServer, code: int
+) -> None:
+    """The wait is derived from the date: the host is paused until then (no retry allowed here)."""
+    async with Fetcher(http_settings(max_retries=0), LOOPBACK) as fetcher:
+        outcome = await fetcher.fetch(
+            target(server.url(f"/retry-after/3?key={key()}&code={code}&date=1"), IMAGE)
+        )
+        paused = fetcher.limiter.paused_for(host_key(server.url("")))
+    assert (outcome.status, outcome.attempts, outcome.failure) == (code, 1, None)
+    sent = outcome.headers["retry-after"]
+    assert not sent.isdigit() and parsedate_to_datetime(sent).tzinfo is not None  # a date, as sent
+    # the date is 2-3 s ahead of the answer (whole seconds), so it cannot ask for more than 3 s
+    assert 1.0 < paused <= 3.0
 
 
 async def test_retry_after_beyond_the_cap_ends_retries(server: FixtureServer) -> None:
