@@ -16,6 +16,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import structlog.testing
 from aiohttp import http_exceptions
+from sqlalchemy import select
 
 from monitor.config import HostSettings, HttpSettings, RemapRule, SafetySettings
 from monitor.fetch.decode import Decoder
@@ -31,10 +33,14 @@ from monitor.fetch.errors import classify_exception
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.guard import BlockedAddress
 from monitor.fetch.headers import IMAGE_FIRST_WINDOW
+from monitor.run.check import run_check
+from monitor.store.db import open_engine
+from monitor.store.models import ResultRow, SizeCheckRow, UrlRow
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
 from tests.h2server import H2Server
 from tests.server import HTML, FixtureServer, Seen
+from tests.test_check import JPEG, article, settings_for, write
 
 PAGE, IMAGE = TargetKind.PAGE, TargetKind.IMAGE
 LOOPBACK = SafetySettings(allow_cidrs=["127.0.0.0/8"])
@@ -910,3 +916,42 @@ def test_bodyless_request_is_the_request_httpx_would_build(url: str, method: str
         bodyless_request(method, httpx.URL(url), with_host).headers.raw
         == httpx.Request(method, httpx.URL(url), headers=with_host).headers.raw
     )
+
+
+# --- 304 Not Modified over a whole run -------------------------------------------------------------
+
+
+def test_an_image_answering_304_keeps_its_probed_size(server: FixtureServer, tmp_path: Path) -> None:
+    """Run 1 probes the image (200 with an ETag); run 2 re-checks it with If-None-Match, gets 304
+    and reads no body, yet the stored result and the size check keep the size probed in run 1."""
+    image = f"{JPEG}?k={key()}"  # 1800x1200, declared here as 900x600: "scaled"
+    write(tmp_path, "a.md", article(server, webUrl="/status/200", images=f"{image}@900x600"))
+    settings = settings_for(tmp_path)
+    engine = open_engine(settings.database_url)
+    asyncio.run(run_check(settings, engine))
+    asyncio.run(run_check(settings, engine))
+    first, second = server.requests(image)
+    assert "if-none-match" not in first.headers
+    assert second.headers["if-none-match"].startswith('"img-')
+    with engine.connect() as conn:
+        results = conn.execute(
+            select(
+                ResultRow.not_modified,
+                ResultRow.bytes_read,
+                ResultRow.image_format,
+                ResultRow.image_width,
+                ResultRow.image_height,
+            )
+            .join(UrlRow, UrlRow.id == ResultRow.url_id)
+            .where(UrlRow.url == server.url(image))
+            .order_by(ResultRow.run_id)
+        ).all()
+        checks = conn.execute(
+            select(SizeCheckRow.verdict, SizeCheckRow.actual_width, SizeCheckRow.actual_height).order_by(
+                SizeCheckRow.run_id
+            )
+        ).all()
+    (probed, kept) = results
+    assert probed[0] is False and probed[1] > 0 and probed[2:] == ("jpeg", 1800, 1200)
+    assert kept[0] is True and kept[1] == 0 and kept[2:] == ("jpeg", 1800, 1200)
+    assert checks == [("scaled", 1800, 1200), ("scaled", 1800, 1200)]
