@@ -333,7 +333,7 @@ class Fetcher:
                 p.phase = "waiting for the response headers"
                 try:
                     # The transport, not client.send: httpx would parse every Location for its own
-                    # redirect bookkeeping and raise on e.g. "javascript:..." before _follow judges it.
+                    # redirect bookkeeping and raise on e.g. "javascript:..." before ``follow`` judges it.
                     response = await self._transport.handle_async_request(request)
                 except FOREIGN as exc:
                     self._limiter.observe(key, None)
