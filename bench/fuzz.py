@@ -168,7 +168,7 @@ def target_amp(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
 
 
 def target_probe(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    from monitor.probe.parsers import ImageProbe, probe_bytes
+    from monitor.probe.sniff import ImageProbe, probe_bytes
 
     fdp = atheris.FuzzedDataProvider(data)
     cap = fdp.PickValueInList([64, 1024, 4096, 512 * 1024])
@@ -204,7 +204,7 @@ def run_one(name: str, seconds: int, extra: list[str]) -> int:
     with atheris.instrument_imports():
         import monitor.corpus.read
         import monitor.links.extract
-        import monitor.probe.parsers
+        import monitor.probe.sniff  # and, through it, every format parser
         import monitor.urls  # noqa: F401
     func = globals()[f"target_{name}"]
 

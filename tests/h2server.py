@@ -4,8 +4,9 @@ It offers only ``h2`` in the TLS handshake (ALPN) and speaks nothing else, so a 
 answers is proof that the client spoke HTTP/2. The certificate in ``data/tls`` is self-signed
 for 127.0.0.1 and localhost (valid until 2126); clients use ``verify_tls = false``.
 
-Routes: /status/{code}, /redirect (301 to /status/200), /image/{path} (a file under
-``data/images``, whole, Range ignored). Bodies stay under HTTP/2's initial flow-control window.
+Routes: /status/{code}, /redirect (301 to /status/200), /redirect-to/{code}?to= (that status with
+``to``, percent-decoded, as its Location), /image/{path} (a file under ``data/images``, whole,
+Range ignored). Bodies stay under HTTP/2's initial flow-control window.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import mimetypes
 import ssl
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import h2.config
 import h2.connection
@@ -92,6 +94,9 @@ class H2Server:
             status, body = int(parts[1]), f"status {parts[1]}\n".encode()
         elif parts[0] == "redirect":
             status, body, extra = 301, b"", [("location", "/status/200")]
+        elif parts[0] == "redirect-to" and len(parts) > 1 and parts[1].isdigit():
+            location = parse_qs(path.partition("?")[2]).get("to", ["/status/200"])[0]
+            status, body, extra = int(parts[1]), b"", [("location", location)]
         elif parts[0] == "image":
             file = (DATA / "images" / "/".join(parts[1:])).resolve()
             if (DATA / "images").resolve() in file.parents and file.is_file():

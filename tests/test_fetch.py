@@ -1,4 +1,4 @@
-"""The fetching layer (monitor/fetch.py) against the real fixture server on 127.0.0.1.
+"""The fetching layer (monitor/fetch/) against the real fixture server on 127.0.0.1.
 
 Assertions look at both sides: what the Fetcher reports and what the server saw (requests,
 headers, bytes sent, peak in-flight), with real tiny timeouts and no patched clocks.
@@ -15,6 +15,8 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,14 +25,22 @@ import httpx
 import pytest
 import structlog.testing
 from aiohttp import http_exceptions
+from sqlalchemy import select
 
 from monitor.config import HostSettings, HttpSettings, RemapRule, SafetySettings
-from monitor.fetch.fetcher import IMAGE_FIRST_WINDOW, Fetcher, _Decoder, classify_exception
+from monitor.fetch.decode import Decoder
+from monitor.fetch.errors import classify_exception
+from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.guard import BlockedAddress
+from monitor.fetch.headers import IMAGE_FIRST_WINDOW
+from monitor.run.check import run_check
+from monitor.store.db import open_engine
+from monitor.store.models import ResultRow, SizeCheckRow, UrlRow
 from monitor.types import FetchFailure, FetchOutcome, Hop, Size, Target, TargetKind
 from monitor.urls import host_key
 from tests.h2server import H2Server
 from tests.server import HTML, FixtureServer, Seen
+from tests.test_check import JPEG, article, settings_for, write
 
 PAGE, IMAGE = TargetKind.PAGE, TargetKind.IMAGE
 LOOPBACK = SafetySettings(allow_cidrs=["127.0.0.0/8"])
@@ -239,6 +249,33 @@ async def test_retry_after_is_waited_for(server: FixtureServer) -> None:
     assert outcome.elapsed_ms >= 990
 
 
+@pytest.mark.parametrize("code", [429, 503])
+async def test_retry_after_as_an_http_date_is_waited_for(server: FixtureServer, code: int) -> None:
+    """``Retry-After: <HTTP date 2 s ahead>`` on a 429/503 is honoured: one retry, started only once
+    the date has come (the date has whole seconds, so over 1 s later; backoff alone is <= 50 ms)."""
+    outcome = await fetch(server, f"/retry-after/2?key={key()}&code={code}&date=1", IMAGE)
+    assert (outcome.status, outcome.attempts, outcome.failure) == (200, 2, None)
+    first, second = server.requests("/retry-after/")
+    assert second.started - first.started >= 0.95
+
+
+@pytest.mark.parametrize("code", [429, 503])
+async def test_retry_after_as_an_http_date_pauses_the_host_by_the_parsed_delay(
+    server: FixtureServer, code: int
+) -> None:
+    """The wait is derived from the date: the host is paused until then (no retry allowed here)."""
+    async with Fetcher(http_settings(max_retries=0), LOOPBACK) as fetcher:
+        outcome = await fetcher.fetch(
+            target(server.url(f"/retry-after/3?key={key()}&code={code}&date=1"), IMAGE)
+        )
+        paused = fetcher.limiter.paused_for(host_key(server.url("")))
+    assert (outcome.status, outcome.attempts, outcome.failure) == (code, 1, None)
+    sent = outcome.headers["retry-after"]
+    assert not sent.isdigit() and parsedate_to_datetime(sent).tzinfo is not None  # a date, as sent
+    # the date is 2-3 s ahead of the answer (whole seconds), so it cannot ask for more than 3 s
+    assert 1.0 < paused <= 3.0
+
+
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Every asyncio.sleep delay asked for during the test: proves a wait was (not) taken without a clock."""
@@ -388,11 +425,11 @@ def test_decoder_output_is_bounded_for_every_coding() -> None:
         "x-unknown": plain,
     }
     for coding, body in bodies.items():
-        assert _Decoder(coding).decode(body, 1000) == plain[:1000], coding
+        assert Decoder(coding).decode(body, 1000) == plain[:1000], coding
     raw = raw_deflate.compress(plain) + raw_deflate.flush()
-    assert _Decoder("deflate").decode(raw, 5000) == plain[:5000]  # deflate without zlib wrapper
-    assert _Decoder("gzip, br").decode(b"stacked", 100) == b"stacked"  # passed through
-    assert _Decoder("gzip").decode(gzip.compress(plain), 0) == b""
+    assert Decoder("deflate").decode(raw, 5000) == plain[:5000]  # deflate without zlib wrapper
+    assert Decoder("gzip, br").decode(b"stacked", 100) == b"stacked"  # passed through
+    assert Decoder("gzip").decode(gzip.compress(plain), 0) == b""
 
 
 # --- conditional requests ------------------------------------------------------------------------
@@ -893,3 +930,42 @@ def test_bodyless_request_is_the_request_httpx_would_build(url: str, method: str
         bodyless_request(method, httpx.URL(url), with_host).headers.raw
         == httpx.Request(method, httpx.URL(url), headers=with_host).headers.raw
     )
+
+
+# --- 304 Not Modified over a whole run -------------------------------------------------------------
+
+
+def test_an_image_answering_304_keeps_its_probed_size(server: FixtureServer, tmp_path: Path) -> None:
+    """Run 1 probes the image (200 with an ETag); run 2 re-checks it with If-None-Match, gets 304
+    and reads no body, yet the stored result and the size check keep the size probed in run 1."""
+    image = f"{JPEG}?k={key()}"  # 1800x1200, declared here as 900x600: "scaled"
+    write(tmp_path, "a.md", article(server, webUrl="/status/200", images=f"{image}@900x600"))
+    settings = settings_for(tmp_path)
+    engine = open_engine(settings.database_url)
+    asyncio.run(run_check(settings, engine))
+    asyncio.run(run_check(settings, engine))
+    first, second = server.requests(image)
+    assert "if-none-match" not in first.headers
+    assert second.headers["if-none-match"].startswith('"img-')
+    with engine.connect() as conn:
+        results = conn.execute(
+            select(
+                ResultRow.not_modified,
+                ResultRow.bytes_read,
+                ResultRow.image_format,
+                ResultRow.image_width,
+                ResultRow.image_height,
+            )
+            .join(UrlRow, UrlRow.id == ResultRow.url_id)
+            .where(UrlRow.url == server.url(image))
+            .order_by(ResultRow.run_id)
+        ).all()
+        checks = conn.execute(
+            select(SizeCheckRow.verdict, SizeCheckRow.actual_width, SizeCheckRow.actual_height).order_by(
+                SizeCheckRow.run_id
+            )
+        ).all()
+    (probed, kept) = results
+    assert probed[0] is False and probed[1] > 0 and probed[2:] == ("jpeg", 1800, 1200)
+    assert kept[0] is True and kept[1] == 0 and kept[2:] == ("jpeg", 1800, 1200)
+    assert checks == [("scaled", 1800, 1200), ("scaled", 1800, 1200)]

@@ -6,16 +6,21 @@ import asyncio
 import ipaddress
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.config import SafetySettings
+from monitor.config import HttpSettings, SafetySettings
+from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.guard import AddressGuard, BlockedAddress, GuardedResolver, address_problem
-from monitor.urls import normalise_url
+from monitor.types import FetchFailure, Target, TargetKind
+from monitor.urls import host_key, normalise_url
+from tests.h2server import H2Server
 from tests.server import FixtureServer
 from tests.test_check import write
 from tests.test_safety import check, frontmatter, results, strict, to
@@ -301,3 +306,43 @@ def test_a_redirect_to_a_numeric_spelling_is_refused_at_that_hop(
         assert why in rows[url]["reason"]
     assert sorted(r.path for r in server.requests("/")) == ["/redirect-to/302", "/redirect-to/307"]
     assert all(address[0] in ("127.0.0.1", "::1") for address in connects)  # type: ignore[index]
+
+
+# --- the same refusal at a redirect hop over a real HTTP/2 session ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def h2() -> Iterator[H2Server]:
+    server = H2Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("https://127.0.0.1:{port}/status/200?reached=1", "127.0.0.1 is a loopback address"),
+        ("https://0x7f.1:{port}/status/200?reached=1", "127.0.0.1 is a loopback address"),
+        ("https://[::ffff:127.0.0.1]:{port}/status/200?reached=1", "::ffff:7f00:1 is a loopback address"),
+        ("https://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+        ("https://2852039166/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ],
+)
+async def test_an_http2_redirect_to_an_internal_address_is_refused_at_that_hop(
+    h2: H2Server, monkeypatch: pytest.MonkeyPatch, location: str, why: str
+) -> None:
+    """With ``http2 = true`` the first hop (allowed by name) is answered over HTTP/2, and its
+    Location to an internal address is refused by the guard before any connection to it."""
+    connects = _connect_tripwire(monkeypatch)
+    start = h2.url("/redirect-to/302?to=" + quote(location.format(port=h2.port), safe=""), "localhost")
+    settings = HttpSettings(http2=True, verify_tls=False, max_retries=0, total_timeout=10.0)
+    async with Fetcher(settings, SafetySettings(allow_hosts=["localhost"])) as fetcher:
+        outcome = await fetcher.fetch(Target(start, host_key(start), TargetKind.PAGE))
+    assert outcome.failure is FetchFailure.BLOCKED_ADDRESS
+    assert why in outcome.failure_detail
+    assert [(hop.status, hop.url) for hop in outcome.redirects] == [(302, start)]
+    # the first hop went out over HTTP/2 (the server speaks nothing else), once; the second never did
+    first = start.partition(f":{h2.port}")[2]
+    assert [method for method, path in h2.seen if path == first] == ["HEAD"]
+    assert [path for _, path in h2.seen if not path.startswith("/redirect-to/")] == []
+    assert connects != [] and all(address[0] in ("127.0.0.1", "::1") for address in connects)  # type: ignore[index]

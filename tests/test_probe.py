@@ -1,4 +1,4 @@
-"""Tests for monitor.probe.parsers: real-world images from the manifest, hostile bytes and streaming cost."""
+"""monitor.probe (entry: probe.sniff): real-world images from the manifest, hostile bytes, streaming cost."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from monitor.probe.parsers import DEFAULT_CAP, ImageProbe, probe_bytes
+from monitor.probe.sniff import DEFAULT_CAP, ImageProbe, probe_bytes
 from monitor.types import ImageFacts, Size
 
 IMAGES = Path(__file__).parent / "data" / "images"

@@ -9,7 +9,7 @@ jar that keeps nothing. aiohttp has no HTTP/2: with ``http2 = true`` the same re
 through ``transport_h2.Http2Transport`` (httpcore, HTTP/2 where a TLS server offers it, more CPU
 per request), behind the same guard and limits.
 
-What this module owns, per URL (remapped first by ``http.remap``):
+What ``Fetcher`` does per URL (remapped first by ``http.remap``), and where the parts live:
 
 * politeness: a host slot (``hosts.HostLimiter``) and then a global slot per request; fetches of
   the same URL and kind that overlap share one in-flight task;
@@ -18,14 +18,18 @@ What this module owns, per URL (remapped first by ``http.remap``):
 * method: pages HEAD first and fall back to GET when HEAD fails (4xx/5xx, timeout, reset,
   protocol error; not DNS/refused/TLS/guard/redirect failures, which GET would repeat);
   images GET with ``Range`` and stream into ``probe.ImageProbe`` only until it answers; page
-  GETs read at most ``page_body_cap`` decoded bytes; the connection is then dropped, not drained;
+  GETs read at most ``page_body_cap`` decoded bytes; the connection is then dropped, not drained
+  (``body.BodyReader``);
 * redirects, followed here hop by hop (loops, hop limit, non-http schemes, 303 → GET, cookies
-  kept for the chain only), each recorded as a ``Hop``; per-host headers go to their host only;
+  kept for the chain only), each recorded as a ``Hop`` (``redirects.py``); per-host headers go to
+  their host only (``headers.RequestHeaders``);
 * retries (``retry.py``) with full-jitter backoff and ``Retry-After`` (a wait longer than
   ``retry_after_cap``, or than the deadline allows, ends the retries with the answer as it is);
 * conditional requests (``If-None-Match`` / ``If-Modified-Since``) and the validators returned;
-* decoding of gzip/deflate/br with bounded output, so a compression bomb stops at the cap;
-* the one mapping of foreign exceptions to ``FetchFailure`` (``classify_exception``).
+* decoding of gzip/deflate/br with bounded output, so a compression bomb stops at the cap
+  (``decode.Decoder``);
+* the one mapping of foreign exceptions to ``FetchFailure`` (``errors.classify_exception``);
+* the facts so far (``facts.Progress``), which become the ``FetchOutcome`` however the fetch ends.
 
 Details and URLs in outcomes go through ``redact_url``, so no credential is stored or logged.
 """
@@ -33,381 +37,36 @@ Details and URLs in outcomes go through ``redact_url``, so no credential is stor
 from __future__ import annotations
 
 import asyncio
-import base64
-import errno
 import logging
 import random
 import re
-import socket
-import ssl
-import zlib
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
-from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from types import TracebackType
-from typing import cast
 
 import aiohttp
-import brotli
 import httpx
 import structlog
-from ada_url import join_url
-from aiohttp import http_exceptions
 
 from monitor.config import HttpSettings, SafetySettings
-from monitor.fetch.guard import AddressGuard, BlockedAddress, GuardedResolver
+from monitor.fetch.body import BodyReader
+from monitor.fetch.errors import FOREIGN, classify_exception, scrub
+from monitor.fetch.facts import FetchStats, Progress, outcome
+from monitor.fetch.guard import AddressGuard, GuardedResolver
+from monitor.fetch.headers import RequestHeaders, credentials_as_header, header_dict
 from monitor.fetch.hosts import HostLimiter, host_settings
+from monitor.fetch.redirects import REDIRECT_STATUSES, ChainCookies, fetchable_url, follow
 from monitor.fetch.retry import backoff, parse_retry_after, should_retry
-from monitor.fetch.transport import SessionResponse, SessionTransport, bodyless_request
+from monitor.fetch.transport import SessionTransport, bodyless_request
 from monitor.fetch.transport_h2 import Http2Transport
-from monitor.probe.parsers import ImageProbe
-from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target, TargetKind
-from monitor.urls import InvalidUrl, host_key, normalise_url, redact_url
+from monitor.types import FetchFailure, FetchOutcome, Target, TargetKind
+from monitor.urls import host_key, redact_url
 
-__all__ = ["FetchStats", "Fetcher", "classify_exception"]
+__all__ = ["Fetcher"]
 
 log = structlog.get_logger("monitor.fetch")
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Headers worth keeping in the outcome: content facts, rate limiting, validators, and the
-# bot-protection markers verdict.py looks for.
-KEPT_HEADERS = (
-    "content-type",
-    "content-length",
-    "content-range",
-    "content-encoding",
-    "location",
-    "retry-after",
-    "etag",
-    "last-modified",
-    "server",
-    "www-authenticate",
-    "cf-mitigated",
-    "cf-ray",
-    "x-datadome",
-    "x-dd-b",
-    "x-amzn-waf-action",
-    "akamai-grn",
-)
-_KEPT = frozenset(KEPT_HEADERS)
-# HEAD failures that GET may not share (servers that hang, reset or garble on HEAD); DNS,
-# refused connections, TLS, guard and redirect failures would repeat identically with GET.
-HEAD_FALLBACK_FAILURES = frozenset({FetchFailure.TIMEOUT, FetchFailure.RESET, FetchFailure.PROTOCOL})
-ACCEPT_ENCODING = "gzip, deflate, br"
-PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 MAX_HEADERS = 128
-MAX_URL_LENGTH = 65536  # a fetched URL (the corpus limits its own, corpus.max_url_length)
-IMAGE_FIRST_WINDOW = 32 * 1024  # first Range asked of an image; more only if its header is longer
-DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
-DISCARD_WAIT = 0.5
-
-# Foreign exceptions that mean "network trouble" (everything else is a bug and propagates).
-_FOREIGN: tuple[type[BaseException], ...] = (
-    httpx.HTTPError,
-    httpx.InvalidURL,
-    aiohttp.ClientError,
-    http_exceptions.HttpProcessingError,
-    OSError,  # includes TimeoutError, ssl.SSLError, socket.gaierror
-    zlib.error,
-    brotli.error,
-    ValueError,  # includes UnicodeError (e.g. IDNA of a redirect target)
-)
-_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>\])]+")
-
-
-# --- the one exception mapping ------------------------------------------------------------
-
-
-def classify_exception(exc: BaseException) -> tuple[FetchFailure, str]:
-    """The ``FetchFailure`` a foreign exception stands for, with a short credential-free detail.
-
-    The innermost cause decides: an adapter may wrap a precise aiohttp error in a vague httpx
-    one (``ConnectTimeout`` for everything), so the outer type is the least reliable part.
-    """
-    chain = _chain(exc)
-    for inner in reversed(chain):
-        found = _classify_one(inner)
-        if found is not None:
-            failure, detail = found
-            if failure in (FetchFailure.DNS, FetchFailure.CONNECT):
-                detail = _connector_message(chain) or detail
-            return failure, _scrub(detail)
-    return FetchFailure.PROTOCOL, _scrub(_describe(chain[-1]))
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 16:
-        chain.append(current)
-        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    return chain
-
-
-def _classify_one(exc: BaseException) -> tuple[FetchFailure, str] | None:
-    F = FetchFailure
-    text = _describe(exc)
-    if isinstance(exc, BlockedAddress):
-        return F.BLOCKED_ADDRESS, str(exc)
-    if isinstance(exc, socket.gaierror | aiohttp.ClientConnectorDNSError):
-        return F.DNS, f"DNS lookup failed: {text}"
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError):
-        return F.TLS, text
-    if isinstance(exc, http_exceptions.LineTooLong) or (
-        isinstance(exc, http_exceptions.BadHttpMessage) and "too many headers" in str(exc).lower()
-    ):
-        return F.TOO_LARGE, "response headers exceed the configured limits"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return F.RESET, "server closed the connection before answering"
-    if isinstance(
-        exc,
-        aiohttp.ClientPayloadError
-        | http_exceptions.HttpProcessingError
-        | zlib.error
-        | brotli.error
-        | httpx.DecodingError
-        | httpx.RemoteProtocolError,
-    ):
-        return F.PROTOCOL, text
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return F.TIMEOUT, text or "timed out"
-    if isinstance(exc, aiohttp.InvalidURL | httpx.InvalidURL | httpx.UnsupportedProtocol):
-        return F.INVALID_URL, text
-    if isinstance(exc, OSError) and exc.errno is not None:
-        code = exc.errno
-        if code == errno.ECONNREFUSED:
-            return F.CONNECT, text
-        if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
-            return F.RESET, text
-        if code == errno.ETIMEDOUT:
-            return F.TIMEOUT, text
-    if isinstance(exc, ConnectionRefusedError):
-        return F.CONNECT, text
-    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-        return F.RESET, text
-    if isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
-        return F.CONNECT, text
-    if isinstance(exc, aiohttp.ClientConnectionError | httpx.ReadError | httpx.WriteError | httpx.CloseError):
-        return F.RESET, text
-    if isinstance(exc, httpx.ProtocolError | httpx.TransportError):
-        return F.PROTOCOL, text
-    if isinstance(exc, OSError):
-        return F.CONNECT, text  # EHOSTUNREACH, ENETUNREACH and friends
-    return None
-
-
-def _connector_message(chain: list[BaseException]) -> str | None:
-    """aiohttp's "Cannot connect to host h:p ..." names the host; prefer it for DNS/connect."""
-    for exc in chain:
-        if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(exc.__cause__, BlockedAddress):
-            return str(exc)
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text and len(text) < 20 else (text or type(exc).__name__)
-
-
-def _scrub(text: str) -> str:
-    """One line, bounded, with any URL in it redacted."""
-    flat = " ".join(_URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text).split())
-    return flat if len(flat) <= 300 else flat[:299] + "…"
-
-
-def _range_total(content_range: str | None) -> int | None:
-    """The full length from ``Content-Range: bytes 0-65535/347327`` (None when unknown)."""
-    if not content_range or "/" not in content_range:
-        return None
-    total = content_range.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
-
-
-def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
-    """The body as received, straight from the transport's stream (httpx's ``aiter_raw``
-    re-chunks every piece); an async generator, closed as soon as we stop reading."""
-    return cast(AsyncGenerator[bytes, None], cast(AsyncIterable[bytes], response.stream).__aiter__())
-
-
-def _header_dict(response: httpx.Response) -> dict[str, str]:
-    """Lower-cased name → value, repeated names joined with ", " (as httpx's ``items()`` does).
-
-    One pass over the raw pairs (as received, when the transport kept them): httpx's
-    ``Headers.get`` scans a list per call and ``items()`` re-checks the encoding per header.
-    Non-ASCII headers take httpx's own decoding.
-    """
-    out: dict[str, str] = {}
-    pairs = response.raw_headers if isinstance(response, SessionResponse) else response.headers.raw
-    try:
-        for key, value in pairs:
-            name, text = key.decode("ascii").lower(), value.decode("ascii")
-            out[name] = f"{out[name]}, {text}" if name in out else text
-    except UnicodeDecodeError:
-        return dict(response.headers.items())
-    return out
-
-
-# --- bounded decoding ------------------------------------------------------------------------
-
-
-class _Decoder:
-    """Content-Encoding decoding that never produces more than asked for (bomb-proof).
-
-    Single gzip/deflate/br codings are decoded; stacked or unknown codings pass through as they
-    are (the probe then reports what it sees), as httpx does for unknown ones.
-    """
-
-    __slots__ = ("_brotli", "_mode", "_started", "_zlib")
-
-    def __init__(self, encoding: str | None) -> None:
-        codings = [c.strip().lower() for c in (encoding or "").split(",")]
-        codings = [c for c in codings if c and c != "identity"]
-        mode = codings[0] if len(codings) == 1 else "identity"
-        self._zlib: zlib._Decompress | None = None
-        self._brotli: brotli.Decompressor | None = None
-        self._started = False
-        if mode in ("gzip", "x-gzip"):
-            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif mode == "deflate":
-            self._zlib = zlib.decompressobj()
-        elif mode == "br":
-            self._brotli = brotli.Decompressor()
-        else:
-            mode = "identity"
-        self._mode = mode
-
-    def decode(self, data: bytes, limit: int) -> bytes:
-        """Up to ``limit`` decoded bytes from ``data`` (the caller stops once it has its cap)."""
-        if limit <= 0 or not data:
-            return b""
-        if self._brotli is not None:
-            return self._brotli.process(data, output_buffer_limit=limit)[:limit]
-        if self._zlib is None:
-            return data[:limit]
-        if self._mode == "deflate" and not self._started:
-            self._started = True
-            try:
-                return self._zlib.decompress(data, limit)
-            except zlib.error:  # "deflate" is often sent without its zlib wrapper
-                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-        return self._zlib.decompress(data, limit)
-
-
-# --- per-fetch progress ----------------------------------------------------------------------
-
-
-class _Progress:
-    """Facts of the fetch so far; the deadline turns whatever is here into the outcome.
-
-    A new attempt keeps the previous attempt's facts until it produces its own (answer or
-    failure), so a deadline hit while waiting to retry still reports the last real answer.
-    """
-
-    __slots__ = (
-        "_fresh",
-        "attempts",
-        "bytes_read",
-        "detail",
-        "failure",
-        "headers",
-        "hops",
-        "image",
-        "method",
-        "phase",
-        "retry_after",
-        "status",
-        "url",
-    )
-
-    def __init__(self, url: str, method: str) -> None:
-        self.url = url
-        self.method = method
-        self.attempts = 0
-        self.hops: list[Hop] = []
-        self.status: int | None = None
-        self.headers: dict[str, str] | None = None  # lower-cased names
-        self.bytes_read = 0
-        self.image: ImageFacts | None = None
-        self.failure: FetchFailure | None = None
-        self.detail = ""
-        self.retry_after: float | None = None
-        self.phase = "starting"
-        self._fresh = False
-
-    def begin(self) -> None:
-        self.attempts += 1
-        self._fresh = True
-
-    def _settle(self, url: str, method: str) -> None:
-        if self._fresh:
-            self._fresh = False
-            self.hops = []
-            self.status = self.headers = self.image = self.failure = self.retry_after = None
-            self.bytes_read = 0
-            self.detail = ""
-        self.url, self.method = url, method
-
-    def answer(
-        self, url: str, method: str, status: int, headers: dict[str, str], retry_after: float | None
-    ) -> None:
-        self._settle(url, method)
-        self.status, self.headers, self.retry_after = status, headers, retry_after
-
-    def fail(self, failure: FetchFailure, detail: str, url: str, method: str) -> None:
-        self._settle(url, method)
-        self.failure, self.detail = failure, detail
-
-    def hop_to(self, url: str) -> None:
-        """Moving on along a redirect: the new URL has no answer yet."""
-        self.url = url
-        self.status = self.headers = self.retry_after = None
-
-    @property
-    def result(self) -> int | FetchFailure | None:
-        return self.failure if self.failure is not None else self.status
-
-    @property
-    def head_failed(self) -> bool:
-        if self.failure is not None:
-            return self.failure in HEAD_FALLBACK_FAILURES
-        return self.status is not None and self.status >= 400
-
-
-@dataclass(slots=True)
-class FetchStats:
-    """Counters of one Fetcher, for benchmarks, progress and tests (mutable: they count)."""
-
-    fetches: int = 0  # fetch() calls that started a fetch
-    deduplicated: int = 0  # fetch() calls that joined an identical fetch already in flight
-    requests: int = 0  # HTTP requests sent (every hop of every attempt)
-    retries: int = 0
-    bytes_read: int = 0  # decoded body bytes consumed
-    bytes_received: int = 0  # body bytes as received, before decoding
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    host_peak_in_flight: dict[str, int] = field(default_factory=dict)  # per host key
-
-
-class _ChainCookies:
-    """The cookies of one redirect chain; the jar is made on the first Set-Cookie (most never see one)."""
-
-    __slots__ = ("jar",)
-
-    def __init__(self) -> None:
-        self.jar: httpx.Cookies | None = None
-
-    def __len__(self) -> int:
-        return 0 if self.jar is None else len(self.jar.jar)
-
-    def extract(self, response: httpx.Response) -> None:
-        if self.jar is None:
-            self.jar = httpx.Cookies()
-        self.jar.extract_cookies(response)
-
-    def apply(self, request: httpx.Request) -> None:
-        if self.jar is not None and len(self.jar.jar):
-            self.jar.set_cookie_header(request)
 
 
 class Fetcher:
@@ -437,8 +96,9 @@ class Fetcher:
         self._rng = rng or random.Random()
         self.stats = FetchStats(host_peak_in_flight=self._limiter.peaks)
         self._inflight: dict[tuple[str, TargetKind], asyncio.Task[FetchOutcome]] = {}
-        self._headers_cache: dict[tuple[str, TargetKind, bool], httpx.Headers] = {}
+        self._headers = RequestHeaders(http)
         self._transport: SessionTransport | Http2Transport | None = None
+        self._bodies: BodyReader | None = None
         self._global: asyncio.Semaphore | None = None
 
     @property
@@ -460,6 +120,7 @@ class Fetcher:
                 max_connections=http.concurrency,
                 proxy=http.proxy,
             )
+            self._bodies = BodyReader(self._transport, self.stats, self._gate)
             return self
         connector = aiohttp.TCPConnector(
             limit=http.concurrency,
@@ -481,6 +142,7 @@ class Fetcher:
         self._transport = SessionTransport(
             session, connect=http.connect_timeout, read=http.read_timeout, proxy=http.proxy
         )
+        self._bodies = BodyReader(self._transport, self.stats, self._gate)
         return self
 
     async def __aexit__(
@@ -492,7 +154,7 @@ class Fetcher:
         await asyncio.gather(*pending, return_exceptions=True)
         if self._transport is not None:
             await self._transport.aclose()
-            self._transport = None
+            self._transport = self._bodies = None
 
     # --- public entry ----------------------------------------------------------------------
 
@@ -537,18 +199,15 @@ class Fetcher:
         loop = asyncio.get_running_loop()
         started = loop.time()
         text = self._remapped(target.url)
-        progress = _Progress(text, "GET" if target.kind is TargetKind.IMAGE else "HEAD")
+        progress = Progress(text, "GET" if target.kind is TargetKind.IMAGE else "HEAD")
         # Normal already, unless remapped or given by a caller: read as a browser reads it, so the
         # guard sees the parsed host (every numeric IPv4 spelling in dotted form).
-        normal = normalise_url(text, max_length=MAX_URL_LENGTH)
         try:
-            if isinstance(normal, InvalidUrl):
-                raise httpx.InvalidURL(normal.reason)
-            url = httpx.URL(normal)
+            normal, url = fetchable_url(text)
         except (httpx.InvalidURL, ValueError) as exc:
             progress.begin()
-            progress.fail(FetchFailure.INVALID_URL, _scrub(str(exc)), text, progress.method)
-            return self._outcome(target, progress, started)
+            progress.fail(FetchFailure.INVALID_URL, scrub(str(exc)), text, progress.method)
+            return outcome(target, progress, loop.time() - started)
         text = progress.url = normal
         key = host_key(text)
         extra = host_settings(self._http.hosts, key)
@@ -561,7 +220,7 @@ class Fetcher:
                 raise
             progress.failure = FetchFailure.TIMEOUT
             progress.detail = f"total deadline of {total:g} s exceeded while {progress.phase}"
-        return self._outcome(target, progress, started)
+        return outcome(target, progress, loop.time() - started)
 
     def _remapped(self, url: str) -> str:
         """The first matching ``http.remap`` rule rewrites the URL (Python ``re.sub`` syntax)."""
@@ -571,7 +230,7 @@ class Fetcher:
         return url
 
     async def _attempts(
-        self, target: Target, url: httpx.URL, key: str, p: _Progress, deadline: asyncio.Timeout
+        self, target: Target, url: httpx.URL, key: str, p: Progress, deadline: asyncio.Timeout
     ) -> None:
         """HEAD (pages) then GET, retried with backoff; returns when the facts are final."""
         http = self._http
@@ -605,22 +264,15 @@ class Fetcher:
             await asyncio.sleep(delay)
 
     async def _chain(
-        self, target: Target, start: httpx.URL, key: str, method: str, use_range: bool, p: _Progress
+        self, target: Target, start: httpx.URL, key: str, method: str, use_range: bool, p: Progress
     ) -> None:
         """One attempt: request ``start`` and follow its redirects, recording every hop."""
         p.begin()
-        jar = _ChainCookies()  # cookies live for this chain only (set-cookie-then-redirect sites)
+        jar = ChainCookies()  # cookies live for this chain only (set-cookie-then-redirect sites)
         seen: set[tuple[str, int]] = set()
         url = start
         while True:
-            headers = self._request_headers(key, target, method, use_range)
-            if url.userinfo:
-                # aiohttp refuses a URL carrying userinfo next to an Authorization header, so the
-                # credentials travel only as that header, and only to the URL that carries them.
-                token = base64.b64encode(f"{url.username}:{url.password}".encode()).decode("ascii")
-                headers = httpx.Headers(headers)
-                headers["Authorization"] = f"Basic {token}"
-                url = url.copy_with(userinfo=b"")
+            url, headers = credentials_as_header(url, self._headers.get(key, target, method, use_range))
             text = str(url)
             seen.add((text.partition("#")[0], len(jar)))
             refusal = self._guard.check_literal(url.host)
@@ -647,7 +299,7 @@ class Fetcher:
             url, key = nxt, host_key(nxt_text)
             p.hop_to(nxt_text)
 
-    async def _vetted(self, host: str, text: str, method: str, p: _Progress) -> bool:
+    async def _vetted(self, host: str, text: str, method: str, p: Progress) -> bool:
         """Behind a proxy: whether ``host`` resolved here to allowed addresses only (else ``p`` failed)."""
         assert self._resolver is not None
         p.phase = "resolving the name before the proxy"
@@ -662,37 +314,8 @@ class Fetcher:
             return False
         return True
 
-    def _request_headers(self, key: str, target: Target, method: str, use_range: bool) -> httpx.Headers:
-        """This host's headers for ``target`` (built once per host and kind; never mutate the result)."""
-        image_window = use_range and method == "GET"
-        base = self._headers_cache.get((key, target.kind, image_window))
-        if base is None:
-            http = self._http
-            extra = host_settings(http.hosts, key)
-            fields = {
-                "User-Agent": http.user_agent,
-                "Accept": IMAGE_ACCEPT if target.kind is TargetKind.IMAGE else PAGE_ACCEPT,
-                "Accept-Encoding": ACCEPT_ENCODING,
-            }
-            fields.update(http.headers)
-            if extra is not None:
-                fields.update(extra.headers)  # this host's own headers: never sent anywhere else
-                if extra.user_agent:
-                    fields["User-Agent"] = extra.user_agent
-            if image_window:
-                fields["Range"] = f"bytes=0-{min(IMAGE_FIRST_WINDOW, http.image_byte_cap) - 1}"
-            base = self._headers_cache[(key, target.kind, image_window)] = httpx.Headers(fields)
-        if self._http.conditional_requests and (target.etag or target.last_modified):
-            headers = httpx.Headers(base)
-            if target.etag:
-                headers["If-None-Match"] = target.etag
-            if target.last_modified:
-                headers["If-Modified-Since"] = target.last_modified
-            return headers
-        return base
-
     async def _exchange(
-        self, request: httpx.Request, text: str, key: str, target: Target, jar: _ChainCookies, p: _Progress
+        self, request: httpx.Request, text: str, key: str, target: Target, jar: ChainCookies, p: Progress
     ) -> httpx.URL | None:
         """Send one request inside its host and global slots; the next URL if it redirects."""
         assert self._transport is not None and self._global is not None
@@ -710,29 +333,30 @@ class Fetcher:
                 p.phase = "waiting for the response headers"
                 try:
                     # The transport, not client.send: httpx would parse every Location for its own
-                    # redirect bookkeeping and raise on e.g. "javascript:..." before _follow judges it.
+                    # redirect bookkeeping and raise on e.g. "javascript:..." before ``follow`` judges it.
                     response = await self._transport.handle_async_request(request)
-                except _FOREIGN as exc:
+                except FOREIGN as exc:
                     self._limiter.observe(key, None)
                     p.fail(*classify_exception(exc), text, method)
                     return None
                 try:
                     return await self._answer(response, text, key, target, jar, p)
-                except _FOREIGN as exc:
+                except FOREIGN as exc:
                     p.fail(*classify_exception(exc), text, method)
                     return None
                 finally:
-                    with suppress(*_FOREIGN):
+                    with suppress(*FOREIGN):
                         await response.aclose()  # mid-body: aiohttp closes, never drains
             finally:
                 stats.in_flight -= 1
 
     async def _answer(
-        self, response: httpx.Response, text: str, key: str, target: Target, jar: _ChainCookies, p: _Progress
+        self, response: httpx.Response, text: str, key: str, target: Target, jar: ChainCookies, p: Progress
     ) -> httpx.URL | None:
-        request = response.request
-        url, method, status = request.url, request.method, response.status_code
-        headers = _header_dict(response)
+        assert self._bodies is not None
+        bodies = self._bodies
+        method, status = response.request.method, response.status_code
+        headers = header_dict(response)
         retry_after = None
         if status in self._http.retry_statuses or status in (429, 503):
             retry_after = parse_retry_after(headers.get("retry-after"))
@@ -742,157 +366,13 @@ class Fetcher:
         p.answer(text, method, status, headers, retry_after)
         location = headers.get("location")
         if status in REDIRECT_STATUSES and location:
-            await self._discard(response, headers)
-            return self._follow(url, text, status, location, method, p)
+            await bodies.discard(response, headers)
+            return follow(text, status, location, method, self._http.max_redirects, p)
         if method == "GET" and 200 <= status < 300:
             if target.kind is TargetKind.IMAGE:
-                await self._read_image(response, headers, p)
+                await bodies.read_image(response, headers, self._http.image_byte_cap, p)
             elif self._http.page_body_cap:
-                await self._read(response, headers, self._http.page_body_cap, None, p)
+                await bodies.read(response, headers, self._http.page_body_cap, None, p)
         else:
-            await self._discard(response, headers)
+            await bodies.discard(response, headers)
         return None
-
-    def _follow(
-        self, url: httpx.URL, text: str, status: int, location: str, method: str, p: _Progress
-    ) -> httpx.URL | None:
-        """The next URL: ``location`` read against ``text`` as a browser reads it (WHATWG), normalised
-        like an article's URL, so the guard sees its parsed host; None when the chain ends here."""
-        try:
-            joined = join_url(text, location)
-        except ValueError:
-            joined = None
-        if joined is None:
-            p.hops.append(Hop(redact_url(text), status, redact_url(location)))
-            p.fail(FetchFailure.BAD_REDIRECT, f"unusable Location {_scrub(location)!r}", text, method)
-            return None
-        p.hops.append(Hop(redact_url(text), status, redact_url(joined)))
-        scheme = joined.partition(":")[0]
-        if scheme not in ("http", "https"):
-            detail = f"redirect to {_scrub(redact_url(joined))} ({scheme or 'no'} scheme) not followed"
-            p.fail(FetchFailure.BAD_REDIRECT, detail, text, method)
-            return None
-        if len(p.hops) > self._http.max_redirects:
-            detail = f"more than {self._http.max_redirects} redirects"
-            p.fail(FetchFailure.TOO_MANY_REDIRECTS, detail, text, method)
-            return None
-        normal = normalise_url(joined, max_length=MAX_URL_LENGTH)
-        try:
-            if isinstance(normal, InvalidUrl):
-                raise httpx.InvalidURL(normal.reason)
-            return httpx.URL(normal)
-        except (httpx.InvalidURL, ValueError) as exc:
-            detail = f"unusable Location {_scrub(redact_url(joined))!r}: {_scrub(str(exc))}"
-            p.fail(FetchFailure.BAD_REDIRECT, detail, text, method)
-            return None
-
-    async def _read(
-        self,
-        response: httpx.Response,
-        headers: dict[str, str],
-        cap: int,
-        probe: ImageProbe | None,
-        p: _Progress,
-        *,
-        finish: bool = True,
-        offset: int = 0,
-    ) -> None:
-        """Read decoded bytes until the probe answers or ``cap`` is reached; never drain the rest.
-
-        ``offset`` counts bytes already read by an earlier Range request of the same image;
-        with ``finish=False`` an unanswered probe is left open for a follow-up request.
-        """
-        decoder = _Decoder(headers.get("content-encoding"))
-        stats = self.stats
-        p.phase = "reading the body"
-        consumed = offset
-        try:
-            async with aclosing(_raw_chunks(response)) as chunks:
-                async for raw in chunks:
-                    stats.bytes_received += len(raw)
-                    data = decoder.decode(raw, cap - consumed)
-                    consumed += len(data)
-                    stats.bytes_read += len(data)
-                    p.bytes_read = consumed
-                    if probe is not None and data:
-                        facts = probe.feed(data)
-                        if facts is not None:
-                            p.image = facts
-                            return
-                    if consumed >= cap:
-                        break
-        finally:
-            if finish and probe is not None and p.image is None:
-                p.image = probe.finish()  # at EOF, at the cap, or on a broken stream: what we have
-
-    async def _read_image(self, response: httpx.Response, headers: dict[str, str], p: _Progress) -> None:
-        """Probe an image: a first Range window, then (only while its size is unknown) the rest, to the cap.
-
-        Asking for a small window first keeps the server from pushing the whole file into
-        socket buffers we then throw away; nearly every header fits in it.
-        """
-        assert self._transport is not None
-        cap = self._http.image_byte_cap
-        probe = ImageProbe(cap, headers.get("content-type"))
-        partial = response.status_code == 206
-        await self._read(response, headers, cap, probe, p, finish=not partial)
-        if not partial or p.image is not None:
-            return
-        total = _range_total(headers.get("content-range"))
-        got = probe.bytes_seen
-        if total is None or got >= min(total, cap):
-            p.image = probe.finish()
-            return
-        request = response.request
-        more = httpx.Headers(request.headers)
-        more["Range"] = f"bytes={got}-{cap - 1}"
-        if self._gate is not None:
-            await self._gate()
-        follow = await self._transport.handle_async_request(bodyless_request("GET", request.url, more))
-        self.stats.requests += 1
-        try:
-            if follow.status_code == 206:
-                await self._read(follow, _header_dict(follow), cap, probe, p, offset=got)
-            else:
-                p.image = probe.finish()
-        finally:
-            with suppress(*_FOREIGN):
-                await follow.aclose()
-
-    async def _discard(self, response: httpx.Response, headers: dict[str, str]) -> None:
-        """Read a small unwanted body (redirect/error page) so the connection can be reused."""
-        length = headers.get("content-length", "")
-        if response.request.method == "HEAD" or not length.isdigit() or int(length) > DISCARD_LIMIT:
-            return
-        with suppress(*_FOREIGN):
-            async with asyncio.timeout(DISCARD_WAIT), aclosing(_raw_chunks(response)) as chunks:
-                async for raw in chunks:
-                    self.stats.bytes_received += len(raw)
-
-    # --- outcome -------------------------------------------------------------------------------
-
-    def _outcome(self, target: Target, p: _Progress, started: float) -> FetchOutcome:
-        elapsed = asyncio.get_running_loop().time() - started
-        headers: dict[str, str] = {}
-        if p.headers is not None:
-            headers = {name: value for name, value in p.headers.items() if name in _KEPT}
-            if "location" in headers:
-                headers["location"] = redact_url(headers["location"])
-        return FetchOutcome(
-            url=target.url,
-            status=p.status,
-            final_url=redact_url(p.url),
-            redirects=tuple(p.hops),
-            attempts=max(1, p.attempts),
-            elapsed_ms=int(elapsed * 1000),
-            method=p.method,
-            content_type=headers.get("content-type"),
-            bytes_read=p.bytes_read,
-            failure=p.failure,
-            failure_detail=p.detail,
-            headers=headers,
-            image=p.image,
-            not_modified=p.status == 304 and p.failure is None,
-            etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"),
-        )

@@ -5,7 +5,7 @@ Why our own and not a general-purpose adapter: the engine sends millions of smal
 machine. Everything that is the same for every request (timeouts, proxy, no body, no
 decompression, no redirects) is decided once here; the URL httpx already normalised and
 percent-encoded is handed to aiohttp as encoded; aiohttp's exceptions travel unchanged
-(``fetch.classify_exception`` reads them). Figures: ``python -m bench.transport_cpu``.
+(``errors.classify_exception`` reads them). Figures: ``python -m bench.transport_cpu``.
 """
 
 from __future__ import annotations

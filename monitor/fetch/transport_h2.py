@@ -8,7 +8,7 @@ URLs stay on HTTP/1.1, as in browsers (no cleartext upgrade).
 
 The guard holds as in the default transport: every host name is resolved here once and only
 the addresses the guard allows are dialled (``GuardedBackend``). httpcore's exceptions become
-httpx's, so ``fetch.classify_exception`` reads both transports alike.
+httpx's, so ``errors.classify_exception`` reads both transports alike.
 """
 
 from __future__ import annotations
