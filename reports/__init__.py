@@ -6,8 +6,9 @@ call ``files`` to write a run's report files, never the other way round.
 
 from __future__ import annotations
 
-from reports.data import SECTIONS, ReportData, ReportError, build_report
+from reports.data import SECTIONS, build_report
 from reports.files import write_pending_reports, write_reports, write_run_reports
+from reports.model import ReportData, ReportError
 from reports.render import EXTENSIONS, FORMATS, render
 
 __all__ = [

@@ -35,7 +35,7 @@ from datetime import datetime
 
 from monitor.textsafe import csv_cell
 from reports import fmt
-from reports.data import ReportData, UrlItem, UrlList
+from reports.model import ReportData, UrlItem, UrlList
 
 COLUMNS = (
     "section",

@@ -20,7 +20,7 @@ from string import Template
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, TrendPoint, UrlItem, UrlList
+from reports.model import HostGroup, ReportData, TrendPoint, UrlItem, UrlList
 
 Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
 _UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from reports import fmt
-from reports.data import Dims, HostGroup, OccurrenceItem, ReportData, UrlItem, UrlList
+from reports.model import Dims, HostGroup, OccurrenceItem, ReportData, UrlItem, UrlList
 
 SCHEMA_ID = "link-media-monitor/report"
 SCHEMA_VERSION = 1

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, UrlItem, UrlList
+from reports.model import HostGroup, ReportData, UrlItem, UrlList
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!])")
 _NOT_IN_AUTOLINK = re.compile(r"[\s<>\x00-\x1f\x7f]")

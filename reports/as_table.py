@@ -16,7 +16,7 @@ from rich.text import Text
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, UrlList
+from reports.model import HostGroup, ReportData, UrlList
 
 _STYLE = {"error": "red", "warning": "yellow"}
 _URL_WIDTH = 30  # URLs are what the reader acts on: wrap other columns first

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from reports.data import ChangesSection, Dims, ImagesSection, UrlItem, UrlList
+from reports.model import ChangesSection, Dims, ImagesSection, UrlItem, UrlList
 
 SECTION_TITLES: dict[str, str] = {
     "summary": "Summary",

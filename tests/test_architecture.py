@@ -180,7 +180,6 @@ OVERSIZED = {
     "monitor.probe.parsers",
     "monitor.store.results",
     "reports.as_html",
-    "reports.data",
 }
 
 
