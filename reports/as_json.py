@@ -11,8 +11,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from monitor.types import Size
 from reports import fmt
-from reports.model import Dims, HostGroup, OccurrenceItem, ReportData, UrlItem, UrlList
+from reports.model import HostGroup, OccurrenceItem, ReportData, UrlItem, UrlList
 
 SCHEMA_ID = "link-media-monitor/report"
 SCHEMA_VERSION = 1
@@ -127,7 +128,7 @@ def _count(c: Any) -> dict[str, Any]:
     return {"name": c.name, "urls": c.urls, "errors": c.errors, "warnings": c.warnings}
 
 
-def _dims(d: Dims | None) -> dict[str, int | None] | None:
+def _size(d: Size | None) -> dict[str, int] | None:
     return None if d is None else {"width": d.width, "height": d.height}
 
 
@@ -157,8 +158,9 @@ def url_object(item: UrlItem) -> dict[str, Any]:
     """One URL: verdict, the facts behind it, its failure history and where it is written."""
     image = None
     if item.image_format is not None or item.image_size is not None:
-        size = item.image_size or Dims(None, None)
-        image = {"format": item.image_format, "width": size.width, "height": size.height}
+        size = item.image_size
+        width, height = (None, None) if size is None else (size.width, size.height)
+        image = {"format": item.image_format, "width": width, "height": height}
     return {
         "url": item.url,
         "host": item.host,
@@ -186,12 +188,12 @@ def url_object(item: UrlItem) -> dict[str, Any]:
 
 
 def _occurrence(o: OccurrenceItem) -> dict[str, Any]:
-    check = None if o.size_check is None else {"verdict": o.size_check, "actual": _dims(o.actual)}
+    check = None if o.size_check is None else {"verdict": o.size_check, "actual": _size(o.actual)}
     return {
         "article": o.article,
         "title": o.title,
         "location": o.location,
         "role": o.role,
-        "declared": _dims(o.declared),
+        "declared": _size(o.declared),
         "size_check": check,
     }

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from reports.model import ChangesSection, Dims, ImagesSection, UrlItem, UrlList
+from monitor.types import Size
+from reports.model import ChangesSection, ImagesSection, UrlItem, UrlList
 
 SECTION_TITLES: dict[str, str] = {
     "summary": "Summary",
@@ -59,7 +60,7 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
-def dims(value: Dims | None) -> str:
+def dims(value: Size | None) -> str:
     return "" if value is None else str(value)
 
 

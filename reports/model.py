@@ -10,20 +10,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.types import Size
+
 
 class ReportError(Exception):
     """The report cannot be built as asked (no run yet, unknown run id or section)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Dims:
-    """A width × height where either side may be unknown."""
-
-    width: int | None
-    height: int | None
-
-    def __str__(self) -> str:
-        return f"{'?' if self.width is None else self.width}x{'?' if self.height is None else self.height}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +32,9 @@ class OccurrenceItem:
     title: str | None
     location: str
     role: str
-    declared: Dims | None
+    declared: Size | None
     size_check: str | None
-    actual: Dims | None
+    actual: Size | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +55,7 @@ class UrlItem:
     content_type: str | None
     bytes_read: int
     image_format: str | None
-    image_size: Dims | None
+    image_size: Size | None
     not_modified: bool
     failure: str | None
     failing_since: datetime | None

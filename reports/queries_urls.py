@@ -23,11 +23,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
 
 from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, STATE_CHANGES, URLS
-from monitor.types import Severity, SizeCheck, Verdict
+from monitor.types import Severity, Size, SizeCheck, Verdict
 from monitor.urls import redact_url
 from reports.model import (
     ChangesSection,
-    Dims,
     HostGroup,
     ImagesSection,
     OccurrenceItem,
@@ -159,7 +158,7 @@ def _url_item(row: Any, occurrences: tuple[OccurrenceItem, ...], occurrences_tot
         content_type=row.content_type,
         bytes_read=row.bytes_read or 0,
         image_format=row.image_format,
-        image_size=_dims(row.image_width, row.image_height),
+        image_size=_size(row.image_width, row.image_height),
         not_modified=bool(row.not_modified),
         failure=row.failure,
         failing_since=row.failing_since,
@@ -186,8 +185,9 @@ def _redirects(raw: str | None) -> tuple[Redirect, ...]:
     return tuple(out)
 
 
-def _dims(width: int | None, height: int | None) -> Dims | None:
-    return None if width is None and height is None else Dims(width, height)
+def _size(width: int | None, height: int | None) -> Size | None:
+    """A stored size; the writers store both sides or neither, so a half-known one counts as unknown."""
+    return None if width is None or height is None else Size(width, height)
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -240,9 +240,9 @@ def _occurrences(
                 title=row.title,
                 location=row.location,
                 role=row.role,
-                declared=_dims(row.declared_width, row.declared_height),
+                declared=_size(row.declared_width, row.declared_height),
                 size_check=row.size_check,
-                actual=_dims(row.actual_width, row.actual_height),
+                actual=_size(row.actual_width, row.actual_height),
             )
             found.setdefault(row.url_id, ([], row.places))[0].append(item)
     return {url_id: (tuple(items), total) for url_id, (items, total) in found.items()}

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, update
 
+from monitor.store import tables
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow
-from monitor.types import FindingKind, Role, Severity, SizeCheck, Verdict
+from monitor.types import FindingKind, Role, Severity, Size, SizeCheck, Verdict
 from reports import FORMATS, SECTIONS, ReportData, ReportError, build_report, render, write_reports
 from reports.as_html import render_html
 from reports.as_json import to_document
@@ -162,6 +163,29 @@ def test_images_separate_mismatch_from_scaled(report: ReportData) -> None:
         and not_image.occurrences[0].location == "related[0].images[0].url"
     )
     assert images.image_unreadable.total == 0
+
+
+def test_sizes_are_the_shared_size_type_and_half_known_ones_are_unknown(tmp_path: Path) -> None:
+    """Report sizes are monitor.types.Size; a stored size missing one side (the writers never store
+    one) reads as no size, so no renderer has to print half of one."""
+    engine = open_engine(f"sqlite:///{tmp_path}/half.db")
+    build_history(engine)
+    data = build_report(engine, 3, sections=["images"])
+    assert data.images is not None
+    (item,) = data.images.size_mismatch.urls
+    assert item.image_size == Size(1200, 1200) and item.occurrences[0].actual == Size(1200, 1200)
+    with engine.begin() as conn:
+        conn.execute(update(tables.SIZE_CHECKS).values(actual_height=None))
+        conn.execute(update(tables.RESULTS).values(image_height=None))
+    data = build_report(engine, 3, sections=["images"])
+    engine.dispose()
+    assert data.images is not None
+    (item,) = data.images.size_mismatch.urls
+    assert item.image_size is None and item.occurrences[0].actual is None
+    assert item.occurrences[0].declared == Size(1200, 630)
+    url = to_document(data)["images"]["size_mismatch"]["urls"][0]
+    assert url["image"] == {"format": "png", "width": None, "height": None}
+    assert url["occurrences"][0]["size_check"] == {"verdict": "size_mismatch", "actual": None}
 
 
 def test_moved_has_final_url_and_redirect_chain(report: ReportData) -> None:
