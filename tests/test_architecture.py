@@ -179,7 +179,6 @@ OVERSIZED = {
     "monitor.fetch.fetcher",
     "monitor.probe.parsers",
     "monitor.store.results",
-    "reports.as_html",
 }
 
 
