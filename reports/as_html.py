@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from string import Template
@@ -34,6 +34,7 @@ from reports.html_blocks import (
     url_table,
 )
 from reports.model import ReportData, TrendPoint
+from reports.sections import TITLES
 
 
 @cache
@@ -58,8 +59,8 @@ def render_html(data: ReportData) -> str:
         + (f"compared with run {run.previous_run_id}" if run.previous_run_id else "no earlier run")
         + (f'; <span class="sev-error">run error: {esc(run.error)}</span>' if run.error else "")
     )
-    nav = " ".join(f'<a href="#{name}">{html.escape(fmt.SECTION_TITLES[name])}</a>' for name in data.sections)
-    sections = "\n".join(_SECTIONS[name](data) for name in data.sections)
+    nav = " ".join(f'<a href="#{name}">{html.escape(TITLES[name])}</a>' for name in data.sections)
+    sections = "\n".join(SECTION_RENDERERS[name](data) for name in data.sections)
     return Template(_asset("report.html")).substitute(
         csp=csp,
         title=f"Link and media report: run {run.id}",
@@ -356,7 +357,8 @@ def _rect(cls: str, x: float, y: float, width: float, height: float) -> str:
     return f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}"></rect>'
 
 
-_SECTIONS = {
+# one renderer per registered section (reports.sections)
+SECTION_RENDERERS: dict[str, Callable[[ReportData], str]] = {
     "summary": _summary,
     "broken": _broken,
     "images": _images,

@@ -9,8 +9,9 @@ queries are in ``queries_urls`` and ``queries_counts``; the values in ``model``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, select
 
@@ -18,21 +19,23 @@ from monitor.store.tables import RESULTS, RUNS
 from reports import queries_counts, queries_urls
 from reports.model import ReportData, ReportError, RunInfo
 from reports.queries import Scope
+from reports.sections import choose
 
-SECTIONS: tuple[str, ...] = (
-    "summary",
-    "broken",
-    "images",
-    "moved",
-    "changes",
-    "blocked",
-    "findings",
-    "corpus_errors",
-    "trend",
-)
 DEFAULT_LIMIT = 1000
 DEFAULT_OCCURRENCE_LIMIT = 50
 DEFAULT_TOP_HOSTS = 10
+# each registered section's query; ReportData has a field of the same name
+BUILDERS: dict[str, Callable[[Scope], Any]] = {
+    "summary": queries_counts.summary,
+    "broken": queries_urls.broken,
+    "images": queries_urls.images,
+    "moved": queries_urls.moved,
+    "changes": queries_urls.changes,
+    "blocked": queries_urls.blocked,
+    "findings": queries_counts.findings,
+    "corpus_errors": queries_counts.corpus_errors,
+    "trend": queries_counts.trend,
+}
 
 
 def build_report(
@@ -51,7 +54,7 @@ def build_report(
     ``limit`` caps every list (None: no cap), ``occurrence_limit`` the places listed per URL;
     ``now`` fixes ``generated_at`` (tests, reproducible files).
     """
-    wanted = _sections(sections)
+    wanted = choose(sections)
     if (limit is not None and limit < 1) or min(occurrence_limit, trend_runs, top_hosts) < 1:
         raise ReportError("limit, occurrence_limit, trend_runs and top_hosts must be at least 1")
     with engine.connect() as conn:
@@ -64,27 +67,8 @@ def build_report(
             run=run,
             sections=wanted,
             limit=limit,
-            summary=queries_counts.summary(scope) if "summary" in wanted else None,
-            broken=queries_urls.broken(scope) if "broken" in wanted else None,
-            images=queries_urls.images(scope) if "images" in wanted else None,
-            moved=queries_urls.moved(scope) if "moved" in wanted else None,
-            changes=queries_urls.changes(scope) if "changes" in wanted else None,
-            blocked=queries_urls.blocked(scope) if "blocked" in wanted else None,
-            findings=queries_counts.findings(scope) if "findings" in wanted else None,
-            corpus_errors=queries_counts.corpus_errors(scope) if "corpus_errors" in wanted else None,
-            trend=queries_counts.trend(scope) if "trend" in wanted else None,
+            **{name: BUILDERS[name](scope) for name in wanted},
         )
-
-
-def _sections(sections: Sequence[str] | None) -> tuple[str, ...]:
-    if sections is None:
-        return SECTIONS
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        raise ReportError(
-            f"unknown report section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
-        )
-    return tuple(s for s in SECTIONS if s in sections)
 
 
 def _run(conn: Connection, run_id: int | None) -> RunInfo:

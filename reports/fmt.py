@@ -9,17 +9,6 @@ from urllib.parse import urlsplit
 from monitor.types import Size
 from reports.model import ChangesSection, ImagesSection, UrlItem, UrlList
 
-SECTION_TITLES: dict[str, str] = {
-    "summary": "Summary",
-    "broken": "Broken links",
-    "images": "Images",
-    "moved": "Moved permanently",
-    "changes": "Changes since the previous run",
-    "blocked": "Blocked, rate-limited and timed out",
-    "findings": "Findings",
-    "corpus_errors": "Corpus errors",
-    "trend": "Trend",
-}
 IMAGE_LISTS: tuple[tuple[str, str], ...] = (
     ("size_mismatch", "Size mismatch (declared size has another aspect ratio)"),
     ("scaled", "Scaled (declared size differs, same aspect ratio)"),

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from monitor.textsafe import inert
 from reports import fmt
 from reports.model import HostGroup, UrlItem, UrlList
+from reports.sections import TITLES
 
 Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
 _UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")
@@ -143,5 +144,5 @@ def host_table(table_id: str, label: str, groups: Sequence[HostGroup], omitted: 
 
 
 def section(name: str, count: int | None, body: str) -> str:
-    title = html.escape(fmt.SECTION_TITLES[name]) + (f" ({count})" if count is not None else "")
+    title = html.escape(TITLES[name]) + (f" ({count})" if count is not None else "")
     return f'<section id="{name}"><h2>{title}</h2>\n{body}\n</section>'

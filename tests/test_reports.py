@@ -8,7 +8,8 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,25 @@ from monitor.store import tables
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow
 from monitor.types import FindingKind, Role, Severity, Size, SizeCheck, Verdict
-from reports import FORMATS, SECTIONS, ReportData, ReportError, build_report, render, write_reports
+from reports import (
+    FORMATS,
+    SECTIONS,
+    ReportData,
+    ReportError,
+    as_csv,
+    as_html,
+    as_json,
+    as_markdown,
+    as_table,
+    build_report,
+    render,
+    write_reports,
+)
 from reports.as_html import render_html
 from reports.as_json import to_document
 from reports.as_table import render_table
+from reports.data import BUILDERS
+from reports.sections import CHECK_SECTIONS, REGISTRY, TITLES, choose
 from tests.history_fixture import (
     GENERATED_AT,
     HOSTILE_MARKUP,
@@ -444,6 +460,33 @@ def test_markdown_escapes_untrusted_text(report: ReportData) -> None:
     assert f"<{HOSTILE_URL}>" not in out  # not an autolink: it holds < and >
     assert "\x1b" not in out and "\\\\x1b\\[31mred" in out
     assert "=cmd\\|' /C calc'\\!A0" in out  # the pipe cannot split the table cell
+
+
+SECTION_CODE: dict[str, Mapping[str, object]] = {
+    "table": as_table.SECTION_RENDERERS,
+    "markdown": as_markdown.SECTION_RENDERERS,
+    "csv": as_csv.SECTION_ROWS,
+    "json": as_json.SECTION_OBJECTS,
+    "html": as_html.SECTION_RENDERERS,
+}
+
+
+def test_one_registry_names_the_sections() -> None:
+    """The registry is the one list: names, titles and check sections come from it, each section is a
+    ReportData field with a query, and the unknown-section error lists the registered names."""
+    assert tuple(s.name for s in REGISTRY) == SECTIONS and set(TITLES) == set(SECTIONS)
+    assert set(CHECK_SECTIONS) == set(SECTIONS) - {"changes", "trend"}
+    assert [f.name for f in fields(ReportData)][4:] == list(SECTIONS) == list(BUILDERS)
+    with pytest.raises(ReportError) as unknown:
+        choose(["summary", "nope"])
+    assert str(unknown.value) == f"unknown report section(s) nope; choose from {', '.join(SECTIONS)}"
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_every_renderer_handles_exactly_the_registered_sections(fmt: str) -> None:
+    """Each format maps every registered section, and only those, to its code (a new section needs all)."""
+    assert set(SECTION_CODE) == set(FORMATS)
+    assert sorted(SECTION_CODE[fmt]) == sorted(SECTIONS)
 
 
 def test_render_and_write_reports(report: ReportData, tmp_path: Path) -> None:
