@@ -30,12 +30,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 from monitor.textsafe import csv_cell
 from reports import fmt
-from reports.data import ReportData, UrlItem, UrlList
+from reports.model import (
+    ChangesSection,
+    CorpusErrorsSection,
+    FindingsSection,
+    ImagesSection,
+    ReportData,
+    UrlItem,
+    UrlList,
+)
 
 COLUMNS = (
     "section",
@@ -65,54 +74,65 @@ def render_csv(data: ReportData) -> str:
 
 def iter_rows(data: ReportData) -> Iterator[Row]:
     """Every problem occurrence of the report, in report order."""
-    if data.broken is not None:
-        yield from _url_rows("broken", data.broken)
-    if data.images is not None:
-        for key, _title, urls in fmt.image_lists(data.images):
-            yield from _url_rows(f"images.{key}", urls)
-    if data.moved is not None:
-        yield from _url_rows("moved", data.moved)
-    if data.blocked is not None:
-        yield from _url_rows("blocked", data.blocked)
-    if data.changes is not None:
-        for key, _title, urls in fmt.change_lists(data.changes):
-            yield from _url_rows(f"changes.{key}", urls)
-    if data.findings is not None:
-        for f in data.findings.items:
-            value, expected = f.value or "", f.expected or ""
-            yield (
-                f"findings.{f.kind}",
-                f.article,
-                f.location,
-                "",
-                value,
-                f.kind,
-                "",
-                f.message,
-                "",
-                expected,
-                "",
-                "",
-                "",
-            )
-    if data.corpus_errors is not None:
-        for e in data.corpus_errors.items:
-            where = f"{e.line}:{e.column}" if e.line is not None else ""
-            yield (
-                "corpus_errors",
-                e.path,
-                where,
-                "",
-                "",
-                e.kind,
-                "",
-                e.message,
-                None,
-                "",
-                "",
-                "",
-                _iso(e.first_seen),
-            )
+    for name, rows in SECTION_ROWS.items():  # the row order the format has always had
+        value = getattr(data, name)
+        if value is not None:
+            yield from rows(value)
+
+
+def _no_rows(_value: object) -> Iterator[Row]:
+    """Summary and trend count; they have no problem occurrences to list."""
+    return iter(())
+
+
+def _images(images: ImagesSection) -> Iterator[Row]:
+    for key, _title, urls in fmt.image_lists(images):
+        yield from _url_rows(f"images.{key}", urls)
+
+
+def _changes(changes: ChangesSection) -> Iterator[Row]:
+    for key, _title, urls in fmt.change_lists(changes):
+        yield from _url_rows(f"changes.{key}", urls)
+
+
+def _findings(findings: FindingsSection) -> Iterator[Row]:
+    for f in findings.items:
+        value, expected = f.value or "", f.expected or ""
+        yield (
+            f"findings.{f.kind}",
+            f.article,
+            f.location,
+            "",
+            value,
+            f.kind,
+            "",
+            f.message,
+            "",
+            expected,
+            "",
+            "",
+            "",
+        )
+
+
+def _corpus_errors(errors: CorpusErrorsSection) -> Iterator[Row]:
+    for e in errors.items:
+        where = f"{e.line}:{e.column}" if e.line is not None else ""
+        yield (
+            "corpus_errors",
+            e.path,
+            where,
+            "",
+            "",
+            e.kind,
+            "",
+            e.message,
+            None,
+            "",
+            "",
+            "",
+            _iso(e.first_seen),
+        )
 
 
 def _url_rows(section: str, urls: UrlList) -> Iterator[Row]:
@@ -136,3 +156,17 @@ def _actual(item: UrlItem, measured: str | None) -> str:
 
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else ""
+
+
+# each registered section's rows (reports.sections), by the section's ReportData value
+SECTION_ROWS: dict[str, Callable[[Any], Iterator[Row]]] = {
+    "summary": _no_rows,
+    "broken": lambda urls: _url_rows("broken", urls),
+    "images": _images,
+    "moved": lambda urls: _url_rows("moved", urls),
+    "blocked": lambda urls: _url_rows("blocked", urls),
+    "changes": _changes,
+    "findings": _findings,
+    "corpus_errors": _corpus_errors,
+    "trend": _no_rows,
+}

@@ -12,19 +12,29 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from string import Template
 
-from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, TrendPoint, UrlItem, UrlList
-
-Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
-_UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")
-_NUM = ' class="num"'
+from reports.html_blocks import (
+    Cell,
+    article,
+    esc,
+    host_table,
+    link,
+    more_note,
+    num,
+    section,
+    sev,
+    since,
+    table,
+    url_cell,
+    url_table,
+)
+from reports.model import ReportData, TrendPoint
+from reports.sections import TITLES
 
 
 @cache
@@ -34,21 +44,6 @@ def _asset(name: str) -> str:
 
 def _hash(source: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
-
-
-def esc(value: object) -> str:
-    """Untrusted text as inert, escaped HTML (safe in element content and quoted attributes)."""
-    return html.escape(inert("" if value is None else str(value)), quote=True)
-
-
-def link(url: str | None) -> str:
-    """A link for an http(s) URL, plain text for anything else."""
-    if not url:
-        return ""
-    if fmt.is_web_url(url) and not _UNLINKABLE.search(url):
-        href = html.escape(url, quote=True)
-        return f'<a href="{href}" rel="noopener noreferrer" target="_blank">{esc(url)}</a>'
-    return f'<span class="nolink">{esc(url)}</span>'
 
 
 def render_html(data: ReportData) -> str:
@@ -64,8 +59,8 @@ def render_html(data: ReportData) -> str:
         + (f"compared with run {run.previous_run_id}" if run.previous_run_id else "no earlier run")
         + (f'; <span class="sev-error">run error: {esc(run.error)}</span>' if run.error else "")
     )
-    nav = " ".join(f'<a href="#{name}">{html.escape(fmt.SECTION_TITLES[name])}</a>' for name in data.sections)
-    sections = "\n".join(_SECTIONS[name](data) for name in data.sections)
+    nav = " ".join(f'<a href="#{name}">{html.escape(TITLES[name])}</a>' for name in data.sections)
+    sections = "\n".join(SECTION_RENDERERS[name](data) for name in data.sections)
     return Template(_asset("report.html")).substitute(
         csp=csp,
         title=f"Link and media report: run {run.id}",
@@ -114,138 +109,25 @@ def _cards(data: ReportData) -> str:
     )
 
 
-def _table(
-    table_id: str,
-    label: str,
-    headers: Sequence[str],
-    rows: Iterable[Sequence[Cell]],
-    numeric: Sequence[int] = (),
-) -> str:
-    head = "".join(
-        f'<th scope="col"{_NUM if i in numeric else ""}>{html.escape(h)}</th>' for i, h in enumerate(headers)
-    )
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            content, key = cell if isinstance(cell, tuple) else (cell, None)
-            attrs = _NUM if i in numeric else ""
-            attrs += f' data-sort="{esc(key)}"' if key is not None else ""  # keys hold corpus text too
-            cells.append(f"<td{attrs}>{content}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<div class="tools"><input type="search" class="filter" data-table="{table_id}" '
-        f'data-count="{table_id}-count" placeholder="Filter rows" aria-label="Filter {html.escape(label)}">'
-        f'<span class="count" id="{table_id}-count"></span></div>'
-        f'<div class="scroll"><table class="sortable" id="{table_id}" aria-label="{html.escape(label)}">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
-def _num(value: int | None) -> Cell:
-    return ("", "") if value is None else (str(value), str(value))
-
-
-def _sev(severity: str) -> str:
-    return f'<span class="sev-{esc(severity)}">{esc(severity)}</span>'
-
-
-def _since(item: UrlItem) -> Cell:
-    return (fmt.when(item.failing_since), item.failing_since.isoformat() if item.failing_since else "")
-
-
-def _article(path: str, title: str | None) -> Cell:
-    shown = esc(path) + (f'<span class="title">{esc(title)}</span>' if title else "")
-    return (shown, path)
-
-
-def _more(omitted: int, what: str) -> str:
-    return f'<p class="note">{html.escape(fmt.more(omitted, what))}</p>' if omitted else ""
-
-
-def _occurrence_rows(urls: UrlList, tail: Sequence[str]) -> list[list[Cell]]:
-    """One row per occurrence (a URL without one gets a row of its own) with the ``tail`` columns."""
-    rows: list[list[Cell]] = []
-    for item in urls.urls:
-        extra = [_url_cell(item, column) for column in tail]
-        places = item.occurrences or (None,)
-        for occ in places:
-            where: list[Cell] = (
-                [_article(occ.article, occ.title), esc(occ.location), esc(occ.role)] if occ else ["", "", ""]
-            )
-            rows.append([*where, link(item.url), *extra])
-    return rows
-
-
-def _url_cell(item: UrlItem, column: str) -> Cell:
-    match column:
-        case "Verdict":
-            return esc(item.verdict)
-        case "Severity":
-            return _sev(item.severity)
-        case "Reason":
-            return esc(item.reason)
-        case "HTTP":
-            return _num(item.http_status)
-        case "Final URL":
-            return link(item.final_url)
-        case "Redirects":
-            return _num(len(item.redirects))
-        case "Content type":
-            return esc(item.content_type)
-        case "Failing since":
-            return _since(item)
-        case "Runs":
-            return _num(item.consecutive_failures)
-        case "Previous":
-            return esc(item.previous_verdict)
-    raise ValueError(f"unknown column {column!r}")
-
-
-def _url_section(table_id: str, label: str, urls: UrlList, tail: Sequence[str]) -> str:
-    headers = ["Article", "Location", "Role", "URL", *tail]
-    numeric = [4 + i for i, c in enumerate(tail) if c in ("HTTP", "Runs", "Redirects")]
-    return _table(table_id, label, headers, _occurrence_rows(urls, tail), numeric) + _more(
-        urls.omitted, "URLs"
-    )
-
-
-def _hosts(table_id: str, label: str, groups: Sequence[HostGroup], omitted: int) -> str:
-    rows = [
-        [
-            *(esc(g.host), _num(g.urls), _num(g.errors), _num(g.warnings)),
-            *(_num(g.articles), _num(g.occurrences), esc(fmt.verdict_counts(g.verdicts))),
-        ]
-        for g in groups
-    ]
-    headers = ["Host", "URLs", "Errors", "Warnings", "Articles", "Occurrences", "Verdicts"]
-    return _table(table_id, label, headers, rows, [1, 2, 3, 4, 5]) + _more(omitted, "hosts")
-
-
-def _section(name: str, count: int | None, body: str) -> str:
-    title = html.escape(fmt.SECTION_TITLES[name]) + (f" ({count})" if count is not None else "")
-    return f'<section id="{name}"><h2>{title}</h2>\n{body}\n</section>'
-
-
 def _summary(data: ReportData) -> str:
     s = data.summary
     if s is None:
         return ""
-    verdicts = _table(
-        "t-verdicts", "Verdicts", ["Verdict", "URLs"], [[esc(v), _num(n)] for v, n in s.verdicts], [1]
+    verdicts = table(
+        "t-verdicts", "Verdicts", ["Verdict", "URLs"], [[esc(v), num(n)] for v, n in s.verdicts], [1]
     )
-    roles = _table(
+    roles = table(
         "t-roles",
         "Roles",
         ["Role", "URLs", "Errors", "Warnings"],
-        [[esc(c.name), _num(c.urls), _num(c.errors), _num(c.warnings)] for c in s.roles],
+        [[esc(c.name), num(c.urls), num(c.errors), num(c.warnings)] for c in s.roles],
         [1, 2, 3],
     )
-    hosts = _table(
+    hosts = table(
         "t-hosts",
         "Hosts",
         ["Host", "URLs", "Errors", "Warnings"],
-        [[esc(c.name), _num(c.urls), _num(c.errors), _num(c.warnings)] for c in s.hosts],
+        [[esc(c.name), num(c.urls), num(c.errors), num(c.warnings)] for c in s.hosts],
         [1, 2, 3],
     )
     inventory = (
@@ -257,7 +139,7 @@ def _summary(data: ReportData) -> str:
         f"<div><h3>Roles</h3>{roles}</div>"
         f"<div><h3>Hosts (top {len(s.hosts)} of {s.hosts_total})</h3>{hosts}</div></div>"
     )
-    return _section("summary", None, body)
+    return section("summary", None, body)
 
 
 def _broken(data: ReportData) -> str:
@@ -265,15 +147,15 @@ def _broken(data: ReportData) -> str:
     if urls is None:
         return ""
     if not urls.total:
-        return _section("broken", 0, '<p class="note">No broken links.</p>')
+        return section("broken", 0, '<p class="note">No broken links.</p>')
     tail = ["Verdict", "Severity", "Reason", "HTTP", "Failing since", "Runs"]
     body = (
         "<h3>By host</h3>"
-        + _hosts("t-broken-hosts", "Broken links by host", urls.by_host, urls.hosts_omitted)
+        + host_table("t-broken-hosts", "Broken links by host", urls.by_host, urls.hosts_omitted)
         + "<h3>By article</h3>"
-        + _url_section("t-broken", "Broken links by article", urls, tail)
+        + url_table("t-broken", "Broken links by article", urls, tail)
     )
-    return _section("broken", urls.total, body)
+    return section("broken", urls.total, body)
 
 
 def _images(data: ReportData) -> str:
@@ -287,18 +169,18 @@ def _images(data: ReportData) -> str:
         elif key in ("size_mismatch", "scaled"):
             rows: list[list[Cell]] = [
                 [
-                    *(_article(o.article, o.title), esc(o.location), link(item.url)),
+                    *(article(o.article, o.title), esc(o.location), link(item.url)),
                     *(esc(fmt.dims(o.declared)), esc(fmt.dims(o.actual)), esc(item.image_format)),
                 ]
                 for item in urls.urls
                 for o in item.occurrences
             ]
             headers = ["Article", "Location", "URL", "Declared", "Actual", "Format"]
-            parts.append(_table(f"t-images-{key}", title, headers, rows) + _more(urls.omitted, "URLs"))
+            parts.append(table(f"t-images-{key}", title, headers, rows) + more_note(urls.omitted, "URLs"))
         else:
             tail = ["Verdict", "Severity", "Reason", "Content type"]
-            parts.append(_url_section(f"t-images-{key}", title, urls, tail))
-    return _section("images", None, "\n".join(parts))
+            parts.append(url_table(f"t-images-{key}", title, urls, tail))
+    return section("images", None, "\n".join(parts))
 
 
 def _moved(data: ReportData) -> str:
@@ -306,12 +188,12 @@ def _moved(data: ReportData) -> str:
     if urls is None:
         return ""
     if not urls.total:
-        return _section("moved", 0, '<p class="note">No permanently moved links.</p>')
+        return section("moved", 0, '<p class="note">No permanently moved links.</p>')
     note = '<p class="note">Update these links to their final URL.</p>'
-    table = _url_section(
+    listing = url_table(
         "t-moved", "Moved permanently", urls, ["Final URL", "Redirects", "Severity", "Reason"]
     )
-    return _section("moved", urls.total, note + table)
+    return section("moved", urls.total, note + listing)
 
 
 def _changes(data: ReportData) -> str:
@@ -324,18 +206,26 @@ def _changes(data: ReportData) -> str:
             articles = ", ".join(esc(o.article) for o in item.occurrences)
             if item.occurrences_omitted:
                 articles += f" and {item.occurrences_omitted} more"
-            head: list[Cell] = [esc(title), link(item.url), esc(item.verdict), _url_cell(item, "Previous")]
-            rows.append([*head, _sev(item.severity), _since(item), _num(item.consecutive_failures), articles])
+            head: list[Cell] = [esc(title), link(item.url), esc(item.verdict), url_cell(item, "Previous")]
+            rows.append(
+                [
+                    *head,
+                    sev(item.severity),
+                    since(item),
+                    num(item.consecutive_failures),
+                    articles,
+                ]
+            )
     against = f"run {changes.previous_run_id}" if changes.previous_run_id else "no earlier run"
     counts = ", ".join(f"{title.lower()} {urls.total}" for _k, title, urls in fmt.change_lists(changes))
     omitted = sum(urls.omitted for _k, _t, urls in fmt.change_lists(changes))
     headers = ["Change", "URL", "Verdict", "Previous", "Severity", "Failing since", "Runs", "Articles"]
     body = (
         f'<p class="note">Compared with {against}: {counts}.</p>'
-        + _table("t-changes", "Changes since the previous run", headers, rows, [6])
-        + _more(omitted, "URLs")
+        + table("t-changes", "Changes since the previous run", headers, rows, [6])
+        + more_note(omitted, "URLs")
     )
-    return _section("changes", None, body)
+    return section("changes", None, body)
 
 
 def _blocked(data: ReportData) -> str:
@@ -343,18 +233,18 @@ def _blocked(data: ReportData) -> str:
     if urls is None:
         return ""
     if not urls.total:
-        return _section("blocked", 0, '<p class="note">None.</p>')
+        return section("blocked", 0, '<p class="note">None.</p>')
     body = (
         '<p class="note">These may work in a browser; they are kept apart from broken links.</p>'
-        + _hosts("t-blocked-hosts", "Blocked by host", urls.by_host, urls.hosts_omitted)
-        + _url_section(
+        + host_table("t-blocked-hosts", "Blocked by host", urls.by_host, urls.hosts_omitted)
+        + url_table(
             "t-blocked",
             "Blocked, rate-limited and timed out",
             urls,
             ["Verdict", "Severity", "Reason", "HTTP"],
         )
     )
-    return _section("blocked", urls.total, body)
+    return section("blocked", urls.total, body)
 
 
 def _findings(data: ReportData) -> str:
@@ -364,7 +254,7 @@ def _findings(data: ReportData) -> str:
     rows: list[list[Cell]] = [
         [
             esc(i.kind),
-            _article(i.article, i.title),
+            article(i.article, i.title),
             esc(i.location),
             esc(i.message),
             link(i.value),
@@ -373,8 +263,8 @@ def _findings(data: ReportData) -> str:
         for i in f.items
     ]
     headers = ["Kind", "Article", "Location", "Message", "Value", "Expected"]
-    body = _table("t-findings", "Findings", headers, rows) + _more(f.omitted, "findings")
-    return _section("findings", f.total, body)
+    body = table("t-findings", "Findings", headers, rows) + more_note(f.omitted, "findings")
+    return section("findings", f.total, body)
 
 
 def _corpus_errors(data: ReportData) -> str:
@@ -382,12 +272,19 @@ def _corpus_errors(data: ReportData) -> str:
     if e is None:
         return ""
     rows: list[list[Cell]] = [
-        [esc(i.path), esc(i.kind), _num(i.line), _num(i.column), esc(i.message), esc(fmt.when(i.first_seen))]
+        [
+            esc(i.path),
+            esc(i.kind),
+            num(i.line),
+            num(i.column),
+            esc(i.message),
+            esc(fmt.when(i.first_seen)),
+        ]
         for i in e.items
     ]
     headers = ["File", "Kind", "Line", "Column", "Message", "First seen"]
-    body = _table("t-corpus-errors", "Corpus errors", headers, rows, [2, 3]) + _more(e.omitted, "files")
-    return _section("corpus_errors", e.total, body)
+    body = table("t-corpus-errors", "Corpus errors", headers, rows, [2, 3]) + more_note(e.omitted, "files")
+    return section("corpus_errors", e.total, body)
 
 
 def _trend(data: ReportData) -> str:
@@ -395,12 +292,12 @@ def _trend(data: ReportData) -> str:
         return ""
     rows: list[list[Cell]] = [
         [
-            _num(p.run_id),
+            num(p.run_id),
             esc(fmt.when(p.started_at)),
             esc(p.state),
-            _num(p.checked),
-            _num(p.errors),
-            _num(p.warnings),
+            num(p.checked),
+            num(p.errors),
+            num(p.warnings),
         ]
         for p in data.trend
     ]
@@ -412,9 +309,9 @@ def _trend(data: ReportData) -> str:
     body = (
         chart(data.trend, data.run.id)
         + legend
-        + _table("t-trend", "Problems per run", headers, rows, [0, 3, 4, 5])
+        + table("t-trend", "Problems per run", headers, rows, [0, 3, 4, 5])
     )
-    return _section("trend", None, body)
+    return section("trend", None, body)
 
 
 def chart(points: Sequence[TrendPoint], current: int) -> str:
@@ -460,7 +357,8 @@ def _rect(cls: str, x: float, y: float, width: float, height: float) -> str:
     return f'<rect class="{cls}" x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}"></rect>'
 
 
-_SECTIONS = {
+# one renderer per registered section (reports.sections)
+SECTION_RENDERERS: dict[str, Callable[[ReportData], str]] = {
     "summary": _summary,
     "broken": _broken,
     "images": _images,

@@ -8,11 +8,25 @@ Top-level keys of sections not asked for are absent. Timestamps are ISO 8601 in 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from monitor.types import Size
 from reports import fmt
-from reports.data import Dims, HostGroup, OccurrenceItem, ReportData, UrlItem, UrlList
+from reports.model import (
+    ChangesSection,
+    CorpusErrorsSection,
+    FindingsSection,
+    HostGroup,
+    ImagesSection,
+    OccurrenceItem,
+    ReportData,
+    Summary,
+    TrendPoint,
+    UrlItem,
+    UrlList,
+)
 
 SCHEMA_ID = "link-media-monitor/report"
 SCHEMA_VERSION = 1
@@ -44,79 +58,91 @@ def to_document(data: ReportData) -> dict[str, Any]:
             "previous_run_id": run.previous_run_id,
         },
     }
-    if (s := data.summary) is not None:
-        doc["summary"] = {
-            "checked": s.checked,
-            "errors": s.errors,
-            "warnings": s.warnings,
-            "verdicts": dict(s.verdicts),
-            "roles": [_count(c) for c in s.roles],
-            "hosts": [_count(c) for c in s.hosts],
-            "hosts_total": s.hosts_total,
-            "articles": s.articles,
-            "occurrences": s.occurrences,
-            "urls": s.urls,
-            "findings": s.findings,
-            "corpus_errors": s.corpus_errors,
-        }
-    for name in ("broken", "moved", "blocked"):
-        urls = getattr(data, name)
-        if urls is not None:
-            doc[name] = _url_list(urls)
-    if data.images is not None:
-        doc["images"] = {key: _url_list(urls) for key, _title, urls in fmt.image_lists(data.images)}
-    if data.changes is not None:
-        doc["changes"] = {"previous_run_id": data.changes.previous_run_id} | {
-            key: _url_list(urls) for key, _title, urls in fmt.change_lists(data.changes)
-        }
-    if (f := data.findings) is not None:
-        doc["findings"] = {
-            "total": f.total,
-            "omitted": f.omitted,
-            "counts": dict(f.counts),
-            "items": [
-                {
-                    "kind": i.kind,
-                    "article": i.article,
-                    "title": i.title,
-                    "location": i.location,
-                    "message": i.message,
-                    "value": i.value,
-                    "expected": i.expected,
-                }
-                for i in f.items
-            ],
-        }
-    if (e := data.corpus_errors) is not None:
-        doc["corpus_errors"] = {
-            "total": e.total,
-            "omitted": e.omitted,
-            "items": [
-                {
-                    "path": i.path,
-                    "kind": i.kind,
-                    "message": i.message,
-                    "line": i.line,
-                    "column": i.column,
-                    "first_seen": _iso(i.first_seen),
-                    "last_seen": _iso(i.last_seen),
-                }
-                for i in e.items
-            ],
-        }
-    if data.trend is not None:
-        doc["trend"] = [
-            {
-                "run_id": t.run_id,
-                "started_at": _iso(t.started_at),
-                "state": t.state,
-                "checked": t.checked,
-                "errors": t.errors,
-                "warnings": t.warnings,
-            }
-            for t in data.trend
-        ]
+    for name, section in SECTION_OBJECTS.items():  # the key order of version 1, not report order
+        value = getattr(data, name)
+        if value is not None:
+            doc[name] = section(value)
     return doc
+
+
+def _summary(s: Summary) -> dict[str, Any]:
+    return {
+        "checked": s.checked,
+        "errors": s.errors,
+        "warnings": s.warnings,
+        "verdicts": dict(s.verdicts),
+        "roles": [_count(c) for c in s.roles],
+        "hosts": [_count(c) for c in s.hosts],
+        "hosts_total": s.hosts_total,
+        "articles": s.articles,
+        "occurrences": s.occurrences,
+        "urls": s.urls,
+        "findings": s.findings,
+        "corpus_errors": s.corpus_errors,
+    }
+
+
+def _images(images: ImagesSection) -> dict[str, Any]:
+    return {key: _url_list(urls) for key, _title, urls in fmt.image_lists(images)}
+
+
+def _changes(changes: ChangesSection) -> dict[str, Any]:
+    return {"previous_run_id": changes.previous_run_id} | {
+        key: _url_list(urls) for key, _title, urls in fmt.change_lists(changes)
+    }
+
+
+def _findings(f: FindingsSection) -> dict[str, Any]:
+    return {
+        "total": f.total,
+        "omitted": f.omitted,
+        "counts": dict(f.counts),
+        "items": [
+            {
+                "kind": i.kind,
+                "article": i.article,
+                "title": i.title,
+                "location": i.location,
+                "message": i.message,
+                "value": i.value,
+                "expected": i.expected,
+            }
+            for i in f.items
+        ],
+    }
+
+
+def _corpus_errors(e: CorpusErrorsSection) -> dict[str, Any]:
+    return {
+        "total": e.total,
+        "omitted": e.omitted,
+        "items": [
+            {
+                "path": i.path,
+                "kind": i.kind,
+                "message": i.message,
+                "line": i.line,
+                "column": i.column,
+                "first_seen": _iso(i.first_seen),
+                "last_seen": _iso(i.last_seen),
+            }
+            for i in e.items
+        ],
+    }
+
+
+def _trend(trend: tuple[TrendPoint, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "run_id": t.run_id,
+            "started_at": _iso(t.started_at),
+            "state": t.state,
+            "checked": t.checked,
+            "errors": t.errors,
+            "warnings": t.warnings,
+        }
+        for t in trend
+    ]
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -127,7 +153,7 @@ def _count(c: Any) -> dict[str, Any]:
     return {"name": c.name, "urls": c.urls, "errors": c.errors, "warnings": c.warnings}
 
 
-def _dims(d: Dims | None) -> dict[str, int | None] | None:
+def _size(d: Size | None) -> dict[str, int] | None:
     return None if d is None else {"width": d.width, "height": d.height}
 
 
@@ -157,8 +183,9 @@ def url_object(item: UrlItem) -> dict[str, Any]:
     """One URL: verdict, the facts behind it, its failure history and where it is written."""
     image = None
     if item.image_format is not None or item.image_size is not None:
-        size = item.image_size or Dims(None, None)
-        image = {"format": item.image_format, "width": size.width, "height": size.height}
+        size = item.image_size
+        width, height = (None, None) if size is None else (size.width, size.height)
+        image = {"format": item.image_format, "width": width, "height": height}
     return {
         "url": item.url,
         "host": item.host,
@@ -186,12 +213,26 @@ def url_object(item: UrlItem) -> dict[str, Any]:
 
 
 def _occurrence(o: OccurrenceItem) -> dict[str, Any]:
-    check = None if o.size_check is None else {"verdict": o.size_check, "actual": _dims(o.actual)}
+    check = None if o.size_check is None else {"verdict": o.size_check, "actual": _size(o.actual)}
     return {
         "article": o.article,
         "title": o.title,
         "location": o.location,
         "role": o.role,
-        "declared": _dims(o.declared),
+        "declared": _size(o.declared),
         "size_check": check,
     }
+
+
+# each registered section's JSON value (reports.sections), by the section's ReportData value
+SECTION_OBJECTS: dict[str, Callable[[Any], Any]] = {
+    "summary": _summary,
+    "broken": _url_list,
+    "moved": _url_list,
+    "blocked": _url_list,
+    "images": _images,
+    "changes": _changes,
+    "findings": _findings,
+    "corpus_errors": _corpus_errors,
+    "trend": _trend,
+}

@@ -8,11 +8,12 @@ Markdown or HTML would act on is backslash-escaped; only http(s) URLs without
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, UrlItem, UrlList
+from reports.model import HostGroup, ReportData, UrlItem, UrlList
+from reports.sections import TITLES
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!])")
 _NOT_IN_AUTOLINK = re.compile(r"[\s<>\x00-\x1f\x7f]")
@@ -43,7 +44,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
 def render_markdown(data: ReportData) -> str:
     out: list[str] = _header(data)
     for section in data.sections:
-        out += _SECTIONS[section](data)
+        out += SECTION_RENDERERS[section](data)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -176,7 +177,7 @@ def _broken(data: ReportData) -> list[str]:
     urls = data.broken
     if urls is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['broken']} ({urls.total})", ""]
+    out = [f"## {TITLES['broken']} ({urls.total})", ""]
     if not urls.total:
         return [*out, "No broken links.", ""]
     return out + _hosts(urls.by_host, urls.hosts_omitted) + _by_article(urls)
@@ -186,7 +187,7 @@ def _images(data: ReportData) -> list[str]:
     images = data.images
     if images is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['images']}", ""]
+    out = [f"## {TITLES['images']}", ""]
     for key, title, urls in fmt.image_lists(images):
         out += [f"### {title} ({urls.total})", ""]
         if not urls.total:
@@ -207,7 +208,7 @@ def _moved(data: ReportData) -> list[str]:
     urls = data.moved
     if urls is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['moved']} ({urls.total})", ""]
+    out = [f"## {TITLES['moved']} ({urls.total})", ""]
     if not urls.total:
         return [*out, "No permanently moved links.", ""]
     return [*out, "Update these links to their final URL.", "", *_url_table(urls, final=True)]
@@ -218,7 +219,7 @@ def _changes(data: ReportData) -> list[str]:
     if changes is None:
         return []
     against = f"run {changes.previous_run_id}" if changes.previous_run_id else "no earlier run"
-    out = [f"## {fmt.SECTION_TITLES['changes']} (compared with {against})", ""]
+    out = [f"## {TITLES['changes']} (compared with {against})", ""]
     for _key, title, urls in fmt.change_lists(changes):
         out += [f"### {title} ({urls.total})", ""]
         out += _url_table(urls, previous=True) if urls.total else ["None.", ""]
@@ -229,7 +230,7 @@ def _blocked(data: ReportData) -> list[str]:
     urls = data.blocked
     if urls is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['blocked']} ({urls.total})", ""]
+    out = [f"## {TITLES['blocked']} ({urls.total})", ""]
     if not urls.total:
         return [*out, "None.", ""]
     out += ["These may work in a browser; they are kept apart from broken links.", ""]
@@ -240,7 +241,7 @@ def _findings(data: ReportData) -> list[str]:
     findings = data.findings
     if findings is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['findings']} ({findings.total})", ""]
+    out = [f"## {TITLES['findings']} ({findings.total})", ""]
     if not findings.total:
         return [*out, "No findings.", ""]
     out += [f"{md(fmt.verdict_counts(findings.counts))}", ""]
@@ -265,7 +266,7 @@ def _corpus_errors(data: ReportData) -> list[str]:
     errors = data.corpus_errors
     if errors is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['corpus_errors']} ({errors.total})", ""]
+    out = [f"## {TITLES['corpus_errors']} ({errors.total})", ""]
     if not errors.total:
         return [*out, "Every file could be read.", ""]
     out += table(
@@ -288,7 +289,7 @@ def _corpus_errors(data: ReportData) -> list[str]:
 def _trend(data: ReportData) -> list[str]:
     if data.trend is None:
         return []
-    out = [f"## {fmt.SECTION_TITLES['trend']} (last {len(data.trend)} runs)", ""]
+    out = [f"## {TITLES['trend']} (last {len(data.trend)} runs)", ""]
     return out + table(
         ["Run", "Started", "State", "Checked", "Errors", "Warnings"],
         [
@@ -306,7 +307,8 @@ def _trend(data: ReportData) -> list[str]:
     )
 
 
-_SECTIONS = {
+# one renderer per registered section (reports.sections)
+SECTION_RENDERERS: dict[str, Callable[[ReportData], list[str]]] = {
     "summary": _summary,
     "broken": _broken,
     "images": _images,

@@ -7,7 +7,7 @@ markup, emoji code or terminal escape sequence from an article can reach the ter
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -16,7 +16,8 @@ from rich.text import Text
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.data import HostGroup, ReportData, UrlList
+from reports.model import HostGroup, ReportData, UrlList
+from reports.sections import TITLES
 
 _STYLE = {"error": "red", "warning": "yellow"}
 _URL_WIDTH = 30  # URLs are what the reader acts on: wrap other columns first
@@ -106,7 +107,7 @@ def renderables(data: ReportData) -> list[RenderableType]:
         head.append(inert(run.error), style="red")
     parts: list[RenderableType] = [head]
     for section in data.sections:
-        parts += _SECTIONS[section](data)
+        parts += SECTION_RENDERERS[section](data)
     return parts
 
 
@@ -173,7 +174,7 @@ def _broken(data: ReportData) -> list[RenderableType]:
     urls = data.broken
     if urls is None:
         return []
-    title = f"{fmt.SECTION_TITLES['broken']} ({urls.total})"
+    title = f"{TITLES['broken']} ({urls.total})"
     if not urls.total:
         return [Text(f"{title}: none", style="bold")]
     rows = [
@@ -236,14 +237,14 @@ def _images(data: ReportData) -> list[RenderableType]:
 
 
 def _moved(data: ReportData) -> list[RenderableType]:
-    return [] if data.moved is None else _url_table(fmt.SECTION_TITLES["moved"], data.moved, final=True)
+    return [] if data.moved is None else _url_table(TITLES["moved"], data.moved, final=True)
 
 
 def _blocked(data: ReportData) -> list[RenderableType]:
     urls = data.blocked
     if urls is None:
         return []
-    title = fmt.SECTION_TITLES["blocked"]
+    title = TITLES["blocked"]
     return _hosts(f"{title} by host", urls.by_host, urls.hosts_omitted) + _url_table(title, urls)
 
 
@@ -265,7 +266,7 @@ def _findings(data: ReportData) -> list[RenderableType]:
     ]
     headers = ["Kind", "Article", "Location", "Message", "Value", "Expected"]
     return [
-        _table(f"{fmt.SECTION_TITLES['findings']} ({f.total})", headers, rows),
+        _table(f"{TITLES['findings']} ({f.total})", headers, rows),
         *_more(f.omitted, "findings"),
     ]
 
@@ -278,9 +279,7 @@ def _corpus_errors(data: ReportData) -> list[RenderableType]:
         [t(i.path), t(i.kind), t(f"{i.line}:{i.column}" if i.line is not None else ""), t(i.message)]
         for i in e.items
     ]
-    table = _table(
-        f"{fmt.SECTION_TITLES['corpus_errors']} ({e.total})", ["File", "Kind", "Where", "Message"], rows
-    )
+    table = _table(f"{TITLES['corpus_errors']} ({e.total})", ["File", "Kind", "Where", "Message"], rows)
     return [table, *_more(e.omitted, "files")]
 
 
@@ -296,10 +295,11 @@ def _trend(data: ReportData) -> list[RenderableType]:
         for p in data.trend
     ]
     headers = ["Run", "Started", "State", "Checked", "Errors", "Warnings", "Problems"]
-    return [_table(fmt.SECTION_TITLES["trend"], headers, rows, numeric=[0, 3, 4, 5])]
+    return [_table(TITLES["trend"], headers, rows, numeric=[0, 3, 4, 5])]
 
 
-_SECTIONS = {
+# one renderer per registered section (reports.sections)
+SECTION_RENDERERS: dict[str, Callable[[ReportData], list[RenderableType]]] = {
     "summary": _summary,
     "broken": _broken,
     "images": _images,

@@ -22,7 +22,8 @@ from sqlalchemy import Engine
 from monitor.clock import utcnow
 from monitor.config import ReportSettings
 from monitor.store import results as store
-from reports.data import ReportData, ReportError, build_report
+from reports.data import build_report
+from reports.model import ReportData, ReportError
 from reports.render import EXTENSIONS, render
 
 log = structlog.get_logger("monitor.jobs")

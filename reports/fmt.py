@@ -6,19 +6,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from reports.data import ChangesSection, Dims, ImagesSection, UrlItem, UrlList
+from monitor.types import Size
+from reports.model import ChangesSection, ImagesSection, UrlItem, UrlList
 
-SECTION_TITLES: dict[str, str] = {
-    "summary": "Summary",
-    "broken": "Broken links",
-    "images": "Images",
-    "moved": "Moved permanently",
-    "changes": "Changes since the previous run",
-    "blocked": "Blocked, rate-limited and timed out",
-    "findings": "Findings",
-    "corpus_errors": "Corpus errors",
-    "trend": "Trend",
-}
 IMAGE_LISTS: tuple[tuple[str, str], ...] = (
     ("size_mismatch", "Size mismatch (declared size has another aspect ratio)"),
     ("scaled", "Scaled (declared size differs, same aspect ratio)"),
@@ -59,7 +49,7 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs}s" if minutes else f"{secs}s"
 
 
-def dims(value: Dims | None) -> str:
+def dims(value: Size | None) -> str:
     return "" if value is None else str(value)
 
 

@@ -9,7 +9,7 @@ from reports.as_html import render_html
 from reports.as_json import render_json
 from reports.as_markdown import render_markdown
 from reports.as_table import render_table
-from reports.data import ReportData, ReportError
+from reports.model import ReportData, ReportError
 
 FORMATS: dict[str, Callable[[ReportData], str]] = {
     "table": render_table,

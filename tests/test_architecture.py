@@ -177,8 +177,6 @@ def test_import_graph_has_no_circles() -> None:
 OVERSIZED = {
     "monitor.corpus.read",
     "monitor.store.results",
-    "reports.as_html",
-    "reports.data",
 }
 
 

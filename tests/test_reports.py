@@ -9,22 +9,39 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, update
 
+from monitor.store import tables
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow
-from monitor.types import FindingKind, Role, Severity, SizeCheck, Verdict
-from reports import FORMATS, SECTIONS, ReportData, ReportError, build_report, render, write_reports
+from monitor.types import FindingKind, Role, Severity, Size, SizeCheck, Verdict
+from reports import (
+    FORMATS,
+    SECTIONS,
+    ReportData,
+    ReportError,
+    as_csv,
+    as_html,
+    as_json,
+    as_markdown,
+    as_table,
+    build_report,
+    render,
+    write_reports,
+)
 from reports.as_html import render_html
 from reports.as_json import to_document
 from reports.as_table import render_table
+from reports.data import BUILDERS
+from reports.sections import CHECK_SECTIONS, REGISTRY, TITLES, choose
 from tests.history_fixture import (
     GENERATED_AT,
     HOSTILE_MARKUP,
@@ -173,6 +190,29 @@ def test_images_separate_mismatch_from_scaled(report: ReportData) -> None:
         and not_image.occurrences[0].location == "related[0].images[0].url"
     )
     assert images.image_unreadable.total == 0
+
+
+def test_sizes_are_the_shared_size_type_and_half_known_ones_are_unknown(tmp_path: Path) -> None:
+    """Report sizes are monitor.types.Size; a stored size missing one side (the writers never store
+    one) reads as no size, so no renderer has to print half of one."""
+    engine = open_engine(f"sqlite:///{tmp_path}/half.db")
+    build_history(engine)
+    data = build_report(engine, 3, sections=["images"])
+    assert data.images is not None
+    (item,) = data.images.size_mismatch.urls
+    assert item.image_size == Size(1200, 1200) and item.occurrences[0].actual == Size(1200, 1200)
+    with engine.begin() as conn:
+        conn.execute(update(tables.SIZE_CHECKS).values(actual_height=None))
+        conn.execute(update(tables.RESULTS).values(image_height=None))
+    data = build_report(engine, 3, sections=["images"])
+    engine.dispose()
+    assert data.images is not None
+    (item,) = data.images.size_mismatch.urls
+    assert item.image_size is None and item.occurrences[0].actual is None
+    assert item.occurrences[0].declared == Size(1200, 630)
+    url = to_document(data)["images"]["size_mismatch"]["urls"][0]
+    assert url["image"] == {"format": "png", "width": None, "height": None}
+    assert url["occurrences"][0]["size_check"] == {"verdict": "size_mismatch", "actual": None}
 
 
 def test_moved_has_final_url_and_redirect_chain(report: ReportData) -> None:
@@ -431,6 +471,33 @@ def test_markdown_escapes_untrusted_text(report: ReportData) -> None:
     assert f"<{HOSTILE_URL}>" not in out  # not an autolink: it holds < and >
     assert "\x1b" not in out and "\\\\x1b\\[31mred" in out
     assert "=cmd\\|' /C calc'\\!A0" in out  # the pipe cannot split the table cell
+
+
+SECTION_CODE: dict[str, Mapping[str, object]] = {
+    "table": as_table.SECTION_RENDERERS,
+    "markdown": as_markdown.SECTION_RENDERERS,
+    "csv": as_csv.SECTION_ROWS,
+    "json": as_json.SECTION_OBJECTS,
+    "html": as_html.SECTION_RENDERERS,
+}
+
+
+def test_one_registry_names_the_sections() -> None:
+    """The registry is the one list: names, titles and check sections come from it, each section is a
+    ReportData field with a query, and the unknown-section error lists the registered names."""
+    assert tuple(s.name for s in REGISTRY) == SECTIONS and set(TITLES) == set(SECTIONS)
+    assert set(CHECK_SECTIONS) == set(SECTIONS) - {"changes", "trend"}
+    assert [f.name for f in fields(ReportData)][4:] == list(SECTIONS) == list(BUILDERS)
+    with pytest.raises(ReportError) as unknown:
+        choose(["summary", "nope"])
+    assert str(unknown.value) == f"unknown report section(s) nope; choose from {', '.join(SECTIONS)}"
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_every_renderer_handles_exactly_the_registered_sections(fmt: str) -> None:
+    """Each format maps every registered section, and only those, to its code (a new section needs all)."""
+    assert set(SECTION_CODE) == set(FORMATS)
+    assert sorted(SECTION_CODE[fmt]) == sorted(SECTIONS)
 
 
 def test_render_and_write_reports(report: ReportData, tmp_path: Path) -> None:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the stages load in the command bodies, so `monitor --help` 
     from reports import ReportData
 
 EXIT_OK, EXIT_USAGE, EXIT_PROBLEMS = 0, 1, 2
-CHECK_SECTIONS = ("summary", "broken", "images", "moved", "blocked", "findings", "corpus_errors")
 
 
 async def _start(
@@ -87,6 +86,7 @@ def run(
     from monitor.run.executors import QueuedRun
     from monitor.store.lease import LeaseBusy
     from reports import build_report
+    from reports.sections import CHECK_SECTIONS
 
     tty = sys.stderr.isatty() if tty is None else tty
     try:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from monitor.cli.app import UsageError, app, context_of, engine_for, user_errors
+from reports.sections import NAMES_TEXT  # the help text needs the names; app.py has loaded reports
 
 
 class ReportFormat(StrEnum):
@@ -30,8 +31,7 @@ def report(
         typer.Option(
             "--section",
             "-s",
-            help="Only these sections (repeatable): summary, broken, images, moved, changes, blocked, "
-            "findings, corpus_errors, trend.",
+            help=f"Only these sections (repeatable): {NAMES_TEXT}.",
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Most URLs listed per section (0: no cap).")] = 1000,

@@ -1,0 +1,148 @@
+"""The HTML building blocks the report's sections are made of: escaped text, links, sortable tables.
+
+``as_html`` lays out the page and its sections from these. Every value from the database
+goes through ``esc`` (after ``inert``), and only http(s) URLs become links.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Sequence
+
+from monitor.textsafe import inert
+from reports import fmt
+from reports.model import HostGroup, UrlItem, UrlList
+from reports.sections import TITLES
+
+Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
+_UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")
+_NUM = ' class="num"'
+
+
+def esc(value: object) -> str:
+    """Untrusted text as inert, escaped HTML (safe in element content and quoted attributes)."""
+    return html.escape(inert("" if value is None else str(value)), quote=True)
+
+
+def link(url: str | None) -> str:
+    """A link for an http(s) URL, plain text for anything else."""
+    if not url:
+        return ""
+    if fmt.is_web_url(url) and not _UNLINKABLE.search(url):
+        href = html.escape(url, quote=True)
+        return f'<a href="{href}" rel="noopener noreferrer" target="_blank">{esc(url)}</a>'
+    return f'<span class="nolink">{esc(url)}</span>'
+
+
+def table(
+    table_id: str,
+    label: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Cell]],
+    numeric: Sequence[int] = (),
+) -> str:
+    head = "".join(
+        f'<th scope="col"{_NUM if i in numeric else ""}>{html.escape(h)}</th>' for i, h in enumerate(headers)
+    )
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            content, key = cell if isinstance(cell, tuple) else (cell, None)
+            attrs = _NUM if i in numeric else ""
+            attrs += f' data-sort="{esc(key)}"' if key is not None else ""  # keys hold corpus text too
+            cells.append(f"<td{attrs}>{content}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<div class="tools"><input type="search" class="filter" data-table="{table_id}" '
+        f'data-count="{table_id}-count" placeholder="Filter rows" aria-label="Filter {html.escape(label)}">'
+        f'<span class="count" id="{table_id}-count"></span></div>'
+        f'<div class="scroll"><table class="sortable" id="{table_id}" aria-label="{html.escape(label)}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def num(value: int | None) -> Cell:
+    return ("", "") if value is None else (str(value), str(value))
+
+
+def sev(severity: str) -> str:
+    return f'<span class="sev-{esc(severity)}">{esc(severity)}</span>'
+
+
+def since(item: UrlItem) -> Cell:
+    return (fmt.when(item.failing_since), item.failing_since.isoformat() if item.failing_since else "")
+
+
+def article(path: str, title: str | None) -> Cell:
+    shown = esc(path) + (f'<span class="title">{esc(title)}</span>' if title else "")
+    return (shown, path)
+
+
+def more_note(omitted: int, what: str) -> str:
+    return f'<p class="note">{html.escape(fmt.more(omitted, what))}</p>' if omitted else ""
+
+
+def _occurrence_rows(urls: UrlList, tail: Sequence[str]) -> list[list[Cell]]:
+    """One row per occurrence (a URL without one gets a row of its own) with the ``tail`` columns."""
+    rows: list[list[Cell]] = []
+    for item in urls.urls:
+        extra = [url_cell(item, column) for column in tail]
+        places = item.occurrences or (None,)
+        for occ in places:
+            where: list[Cell] = (
+                [article(occ.article, occ.title), esc(occ.location), esc(occ.role)] if occ else ["", "", ""]
+            )
+            rows.append([*where, link(item.url), *extra])
+    return rows
+
+
+def url_cell(item: UrlItem, column: str) -> Cell:
+    match column:
+        case "Verdict":
+            return esc(item.verdict)
+        case "Severity":
+            return sev(item.severity)
+        case "Reason":
+            return esc(item.reason)
+        case "HTTP":
+            return num(item.http_status)
+        case "Final URL":
+            return link(item.final_url)
+        case "Redirects":
+            return num(len(item.redirects))
+        case "Content type":
+            return esc(item.content_type)
+        case "Failing since":
+            return since(item)
+        case "Runs":
+            return num(item.consecutive_failures)
+        case "Previous":
+            return esc(item.previous_verdict)
+    raise ValueError(f"unknown column {column!r}")
+
+
+def url_table(table_id: str, label: str, urls: UrlList, tail: Sequence[str]) -> str:
+    headers = ["Article", "Location", "Role", "URL", *tail]
+    numeric = [4 + i for i, c in enumerate(tail) if c in ("HTTP", "Runs", "Redirects")]
+    return table(table_id, label, headers, _occurrence_rows(urls, tail), numeric) + more_note(
+        urls.omitted, "URLs"
+    )
+
+
+def host_table(table_id: str, label: str, groups: Sequence[HostGroup], omitted: int) -> str:
+    rows = [
+        [
+            *(esc(g.host), num(g.urls), num(g.errors), num(g.warnings)),
+            *(num(g.articles), num(g.occurrences), esc(fmt.verdict_counts(g.verdicts))),
+        ]
+        for g in groups
+    ]
+    headers = ["Host", "URLs", "Errors", "Warnings", "Articles", "Occurrences", "Verdicts"]
+    return table(table_id, label, headers, rows, [1, 2, 3, 4, 5]) + more_note(omitted, "hosts")
+
+
+def section(name: str, count: int | None, body: str) -> str:
+    title = html.escape(TITLES[name]) + (f" ({count})" if count is not None else "")
+    return f'<section id="{name}"><h2>{title}</h2>\n{body}\n</section>'
