@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import random
 import shutil
 import sys
@@ -153,6 +154,20 @@ def write_corpus(folder: Path, port: int, articles: int, seed: int) -> Corpus:
     return corpus
 
 
+def write_config(work: Path, name: str, args: argparse.Namespace) -> Path:
+    """One config per timed tree, each on a database of its own that starts empty."""
+    cfg = work / f"{name}.toml"
+    cfg.write_text(
+        f'database_url = "sqlite:///{work}/{name}.db"\n'
+        f'[corpus]\nroots = ["{work}/corpus"]\n'
+        f'[safety]\nallow_cidrs = ["127.0.0.0/8"]\n'
+        f"[http]\nconcurrency = {args.concurrency}\nper_host_concurrency = {args.per_host}\n"
+        f"total_timeout = {TIMEOUT_S}\nread_timeout = {TIMEOUT_S}\nmax_retries = {RETRIES}\n"
+        '[logging]\nformat = "json"\nlevel = "warning"\n'
+    )
+    return cfg
+
+
 def monitor_counts(report: Path) -> dict[str, int]:
     """Verdict counts of a run, from `monitor check --format json`'s summary."""
     doc = json.loads(report.read_text())
@@ -175,6 +190,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skip-lychee", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (printed)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="CHECKOUT",
+        help="also time monitor from this source tree (e.g. a worktree of an older commit), side by side",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lmm-articles-"))
@@ -202,23 +224,16 @@ def main() -> None:
         )
         print(f"the corpus holds: {dict(sorted(expected.items()))}")
 
-        cfg = work / "bench.toml"
-        cfg.write_text(
-            f'database_url = "sqlite:///{work}/bench.db"\n'
-            f'[corpus]\nroots = ["{work}/corpus"]\n'
-            f'[safety]\nallow_cidrs = ["127.0.0.0/8"]\n'
-            f"[http]\nconcurrency = {args.concurrency}\nper_host_concurrency = {args.per_host}\n"
-            f"total_timeout = {TIMEOUT_S}\nread_timeout = {TIMEOUT_S}\nmax_retries = {RETRIES}\n"
-            '[logging]\nformat = "json"\nlevel = "warning"\n'
-        )
         rows: dict[str, dict[str, float]] = {}
         verdicts: dict[str, dict[str, int]] = {}
-        out = work / "monitor.json"
-        rows["monitor"] = served(
-            port,
-            [str(ROOT / ".venv" / "bin" / "monitor"), "-c", str(cfg), "check", "-f", "json", "-o", str(out)],
-        )
-        verdicts["monitor"] = monitor_counts(out) if out.exists() else {}
+        trees = {"monitor": ROOT, **{f"monitor@{Path(t).name}": Path(t).resolve() for t in args.also}}
+        for name, tree in trees.items():
+            cfg = write_config(work, name, args)
+            out = work / f"{name}.json"
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-m", "monitor.cli", "-c", str(cfg), "check"]
+            rows[name] = served(port, [*cmd, "-f", "json", "-o", str(out)], env)
+            verdicts[name] = monitor_counts(out) if out.exists() else {}
         lychee = shutil.which("lychee") or str(ROOT / ".venv" / "bin" / "lychee")
         if not args.skip_lychee and Path(lychee).exists():
             listing = work / "urls.txt"
@@ -249,7 +264,7 @@ def main() -> None:
             verdicts["lychee"] = lychee_counts(ly_out) if ly_out.exists() else {}
 
         heads = ("exit", "wall s", "xfloor", "CPU s", "ms/URL", "RSS MB", "MB sent", "requests")
-        print(f"{'':10}" + "".join(f"{h:>10}" for h in heads))
+        print(f"{'':18}" + "".join(f"{h:>10}" for h in heads))
         for name, r in rows.items():
             cells = (
                 r["wall_s"],
@@ -260,13 +275,13 @@ def main() -> None:
                 r["bytes"] / 1e6,
                 r["requests"],
             )
-            print(f"{name:10}{int(r['rc']):>10}" + "".join(f"{c:10.2f}" for c in cells))
+            print(f"{name:18}{int(r['rc']):>10}" + "".join(f"{c:10.2f}" for c in cells))
         for name, counts in verdicts.items():
             print(f"{name} verdicts: {dict(sorted(counts.items()))}")
-        if "lychee" in rows:
-            m, ly = rows["monitor"], rows["lychee"]
+        for name in [n for n in rows if n.startswith("monitor") and "lychee" in rows]:
+            m, ly = rows[name], rows["lychee"]
             print(
-                f"monitor/lychee: wall {m['wall_s'] / ly['wall_s']:.2f}x, "
+                f"{name}/lychee: wall {m['wall_s'] / ly['wall_s']:.2f}x, "
                 f"CPU {m['cpu_s'] / ly['cpu_s']:.2f}x, "
                 f"RSS {m['tree_mb'] / ly['tree_mb']:.2f}x, bytes {m['bytes'] / max(ly['bytes'], 1):.3f}x; "
                 f"lychee wall {ly['wall_s'] / floor:.2f}x floor"

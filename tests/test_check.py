@@ -341,3 +341,43 @@ def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
         assert sorted(ids) == sorted(p.url_id for p in page)
 
     asyncio.run(scenario())
+
+
+def test_bound_hosts_are_those_whose_own_floor_exceeds_the_global_floor() -> None:
+    """With 64 slots and 1,000 targets the global floor is 15.6 targets per slot: a host with 300
+    targets at limit 8 (37.5 per slot) is bound, one with 300 at limit 64 is not, and the bound
+    hosts' limits always fit in the global slots."""
+    from monitor.run.dispatch import bound_hosts
+
+    counts = {"big": 300, "mid": 150, "wide": 300, "small": 250}
+    limits = {"big": 8, "mid": 8, "wide": 64, "small": 8}
+    assert bound_hosts(counts, limits, 64) == ["big", "small", "mid"]  # longest floor first
+    assert bound_hosts(counts, {h: 64 for h in counts}, 64) == []
+    assert bound_hosts({}, {}, 64) == []
+    skewed = {f"h{i}": n for i, n in enumerate([5000, 900, 800, 50, 40, 30] + [1] * 3000)}
+    chosen = bound_hosts(skewed, dict.fromkeys(skewed, 4), 64)
+    assert chosen[0] == "h0" and sum(4 for _ in chosen) < 64
+
+
+def test_host_queue_serves_bound_hosts_first_and_loads_them_apart() -> None:
+    """A bound host gets its free slots before any round-robin host, its targets come from its own
+    source, and a full buffer of it never stops the shared source from asking for more."""
+    from monitor.fetch.hosts import HostLimiter
+    from monitor.run.dispatch import HOST_PAGE, MAIN, HostQueue
+    from monitor.store.results import Planned
+    from monitor.types import Target, TargetKind
+
+    async def scenario() -> None:
+        def planned(i: int, host: str) -> Planned:
+            return Planned(i, Target(f"http://{host}/{i}", host, TargetKind.PAGE))
+
+        queue = HostQueue(HostLimiter(2), ["big"])
+        queue.add([planned(i, "big") for i in range(HOST_PAGE)], last=False, source="big")
+        assert not queue.sources["big"].low.is_set()  # a full page of the bound host is loaded
+        assert queue.low.is_set()  # and the shared source still asks for its first page
+        queue.add([planned(10_000 + i, f"h{i % 3}") for i in range(6)], last=True, source=MAIN)
+        hosts = [item.target.host for item in iter(queue.take, None)]
+        assert hosts == ["big", "big", "h0", "h1", "h2", "h0", "h1", "h2"]
+        assert not queue.finished and queue.sources["big"].low.is_set()  # below a page: load the next
+
+    asyncio.run(scenario())

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import resource
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
@@ -31,6 +31,7 @@ from monitor.types import FetchFailure, FetchOutcome, Target
 log = structlog.get_logger("monitor.run")
 
 PAGE = 2000  # targets read from the plan per query
+HOST_PAGE = 500  # targets read per query for a bound host (see bound_hosts)
 WRITE_BATCH = 200  # results per transaction
 WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
 FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
@@ -59,69 +60,120 @@ def effective_concurrency(wanted: int) -> int:
     return wanted
 
 
-class HostQueue:
-    """The run's loaded targets per host, handed out round-robin within each host's limit.
+@dataclass(slots=True)
+class Source:
+    """One cursor over the plan: the shared one (``MAIN``) or a bound host's own.
 
-    ``take`` gives the next target of a host with work and a free slot (None if there is
-    none now); ``release`` frees the slot and wakes one idle worker; ``low`` asks the loader
-    for another page. All on the event loop, so no locks.
+    Each source keeps between ``page`` and two pages of its targets loaded, so one host's
+    backlog never stops the loading of the others' work, and memory stays bounded.
     """
 
-    def __init__(self, limiter: HostLimiter) -> None:
+    page: int
+    buffered: int = 0
+    exhausted: bool = False
+    low: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.low.set()
+
+
+MAIN = ""  # the source of every host without a cursor of its own
+
+
+def bound_hosts(counts: Mapping[str, int], limits: Mapping[str, int], concurrency: int) -> list[str]:
+    """Hosts whose own floor (targets / host limit) is longer than the run's global floor.
+
+    They set the run's pace, so they are served first and kept at their limit from the first
+    second to the last: their floors and the global floor overlap instead of adding up. Their
+    limits together stay below ``concurrency`` (a host is bound only when its share of the
+    targets exceeds its share of the slots), so serving them first never starves the rest.
+    Longest floor first.
+    """
+    total = sum(counts.values())
+    if total == 0:
+        return []
+    bound = [h for h, n in counts.items() if n * concurrency > total * limits[h]]
+    return sorted(bound, key=lambda h: (-counts[h] / limits[h], h))
+
+
+class HostQueue:
+    """The run's loaded targets per host, handed out within each host's limit.
+
+    Bound hosts (``priority``, see ``bound_hosts``) get a free slot first; the other hosts
+    take turns round-robin. ``take`` gives the next target of a host with work and a free
+    slot (None if there is none now); ``release`` frees the slot and wakes one idle worker;
+    each source's ``low`` asks its loader for another page. All on the event loop, so no locks.
+    """
+
+    def __init__(self, limiter: HostLimiter, priority: Sequence[str] = ()) -> None:
         self._limiter = limiter
         self._pending: dict[str, deque[store.Planned]] = {}
-        self._ring: deque[str] = deque()  # hosts with pending targets
+        self._ring: deque[str] = deque()  # hosts of the shared source with pending targets
+        self._priority = list(priority)
         self._busy: Counter[str] = Counter()
         self._limits: dict[str, int] = {}
         self._idle: deque[asyncio.Future[None]] = deque()
+        self.sources: dict[str, Source] = {MAIN: Source(PAGE)}
+        for host in priority:
+            self.sources[host] = Source(HOST_PAGE)
         self.buffered = 0
-        self.exhausted = False
-        self.low = asyncio.Event()
-        self.low.set()
+
+    @property
+    def low(self) -> asyncio.Event:
+        """The shared source's call for another page."""
+        return self.sources[MAIN].low
 
     @property
     def finished(self) -> bool:
         """Nothing left to take, now or later."""
-        return self.exhausted and self.buffered == 0
+        return self.buffered == 0 and all(s.exhausted for s in self.sources.values())
 
-    def add(self, page: Sequence[store.Planned], *, last: bool) -> None:
+    def add(self, page: Sequence[store.Planned], *, last: bool, source: str = MAIN) -> None:
+        feed = self.sources[source]
         for item in page:
             host = item.target.host
             queue = self._pending.get(host)
             if queue is None:
                 queue = self._pending[host] = deque()
                 self._limits[host] = self._limiter.policy(host).concurrency  # one lookup rule
-            if not queue:
+            if not queue and source == MAIN:
                 self._ring.append(host)
             queue.append(item)
         self.buffered += len(page)
-        self.exhausted = last
-        if self.buffered >= PAGE or last:
-            self.low.clear()
-        if last:
-            self.wake_all()  # idle workers may end now
+        feed.buffered += len(page)
+        feed.exhausted = last
+        if feed.buffered >= feed.page or last:
+            feed.low.clear()
+        if self.finished or last:
+            self.wake_all()  # idle workers may end now, or take what a bound host just got
         else:
             for _ in range(min(len(page), len(self._idle))):
                 self._wake_one()
 
     def take(self) -> store.Planned | None:
+        for host in self._priority:
+            if self._busy[host] < self._limits.get(host, 0) and self._pending.get(host):
+                return self._hand_out(host, self.sources[host])
         ring = self._ring
         for _ in range(len(ring)):
             host = ring[0]
             ring.rotate(-1)  # the host is now last: the next take starts with the one after it
             if self._busy[host] < self._limits[host]:
-                queue = self._pending[host]
-                item = queue.popleft()
-                if not queue:
+                if len(self._pending[host]) == 1:
                     ring.pop()  # this host, in O(1) (a corpus may have a host per URL)
-                self._busy[host] += 1
-                self.buffered -= 1
-                if self.buffered < PAGE and not self.exhausted:
-                    self.low.set()
-                elif self.finished:
-                    self.wake_all()  # the last target is out: idle workers end
-                return item
+                return self._hand_out(host, self.sources[MAIN])
         return None
+
+    def _hand_out(self, host: str, feed: Source) -> store.Planned:
+        item = self._pending[host].popleft()
+        self._busy[host] += 1
+        self.buffered -= 1
+        feed.buffered -= 1
+        if feed.buffered < feed.page and not feed.exhausted:
+            feed.low.set()
+        elif self.finished:
+            self.wake_all()  # the last target is out: idle workers end
+        return item
 
     def release(self, item: store.Planned) -> None:
         self._busy[item.target.host] -= 1
@@ -191,21 +243,47 @@ class Run:
                 await self._emit(None)
             await writer  # re-raises a writer failure (e.g. the database refused a batch)
 
-    async def _load(self, after_id: int) -> list[store.Planned]:
+    async def _load(self, after_id: int, source: str, exclude: Sequence[str]) -> list[store.Planned]:
         def page() -> list[store.Planned]:
             with self.engine.connect() as conn:
                 return store.plan_page(
                     conn,
                     run_id=self.scope.run_id,
                     after_id=after_id,
-                    limit=PAGE,
+                    limit=PAGE if source == MAIN else HOST_PAGE,
                     only_failing=self.scope.only_failing,
                     stale_before=self.scope.stale_before,
-                    hosts=self.scope.hosts,
+                    hosts=self.scope.hosts if source == MAIN else (source,),
+                    exclude_hosts=exclude if source == MAIN else None,
                     id_range=self.scope.id_range,
                 )
 
         return await asyncio.to_thread(page)
+
+    async def _bound(self, limiter: HostLimiter) -> list[str]:
+        """The scope's bound hosts (``bound_hosts``), from its targets per host."""
+
+        def counts() -> dict[str, int]:
+            return store.count_plan_by_host(
+                self.engine,
+                run_id=self.scope.run_id,
+                only_failing=self.scope.only_failing,
+                stale_before=self.scope.stale_before,
+                hosts=self.scope.hosts,
+                id_range=self.scope.id_range,
+            )
+
+        found = await asyncio.to_thread(counts)
+        limits = {host: limiter.policy(host).concurrency for host in found}
+        bound = bound_hosts(found, limits, self.concurrency)
+        if bound:
+            log.info(
+                "run.bound_hosts",
+                run_id=self.run_id,
+                hosts={h: found[h] for h in bound[:10]},
+                floor_targets=max(found[h] // limits[h] for h in bound),
+            )
+        return bound
 
     async def _dispatch(self, fetcher: Fetcher) -> None:
         """``concurrency`` workers fetch one target after another; finished results go to the writer.
@@ -216,12 +294,13 @@ class Run:
         never holds a worker another host could use. On stop, requests in flight get
         ``shutdown_grace_seconds`` to finish; what is cut has no result and a resume redoes it.
         """
-        queue = HostQueue(fetcher.limiter)
-        loader = asyncio.create_task(self._feed(queue))
+        bound = await self._bound(fetcher.limiter)
+        queue = HostQueue(fetcher.limiter, bound)
+        loaders = [asyncio.create_task(self._feed(queue, source, bound)) for source in queue.sources]
         workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
         stop_wait = asyncio.create_task(self.stop.wait())
         try:
-            running, watched = set(workers), {stop_wait, loader}
+            running, watched = set(workers), {stop_wait, *loaders}
             while running and not self.stop.is_set():
                 done, _ = await asyncio.wait(running | watched, return_when=asyncio.FIRST_COMPLETED)
                 for task in done - {stop_wait}:
@@ -237,19 +316,18 @@ class Run:
                 await asyncio.gather(*rest, return_exceptions=True)
         finally:
             stop_wait.cancel()
-            loader.cancel()
-            for task in workers:
+            for task in [*loaders, *workers]:
                 task.cancel()
-            await asyncio.gather(loader, *workers, return_exceptions=True)
+            await asyncio.gather(*loaders, *workers, return_exceptions=True)
 
-    async def _feed(self, queue: HostQueue) -> None:
-        """Load plan pages whenever the queue runs low, until the plan is exhausted."""
-        after_id = 0
+    async def _feed(self, queue: HostQueue, source: str, bound: Sequence[str]) -> None:
+        """Load ``source``'s plan pages whenever its buffer runs low, until it is exhausted."""
+        feed, after_id = queue.sources[source], 0
         while True:
-            await queue.low.wait()
-            page = await self._load(after_id)
-            queue.add(page, last=len(page) < PAGE)
-            if len(page) < PAGE:
+            await feed.low.wait()
+            page = await self._load(after_id, source, bound)
+            queue.add(page, last=len(page) < feed.page, source=source)
+            if len(page) < feed.page:
                 return
             after_id = page[-1].url_id
 

@@ -206,13 +206,15 @@ def plan_page(
     only_failing: bool = False,
     stale_before: Mapping[str, datetime] | None = None,
     hosts: Sequence[str] | None = None,
+    exclude_hosts: Sequence[str] | None = None,
     id_range: tuple[int, int] | None = None,
 ) -> list[Planned]:
     """The next page of targets (by id) that are in the live inventory and lack a result in this run.
 
     ``stale_before`` (role → cut-off, see ``freshness_cutoffs``) leaves out healthy URLs
     checked recently enough; None or empty checks everything. ``hosts`` and ``id_range``
-    (inclusive) restrict the page to one shard of a distributed run.
+    (inclusive) restrict the page to one shard of a distributed run; ``exclude_hosts`` leaves
+    out the hosts that a run reads through cursors of their own.
     """
     query = (
         select(
@@ -236,6 +238,8 @@ def plan_page(
         query = query.where(_needs_check(stale_before))
     if hosts is not None:
         query = query.where(URLS.c.host.in_(list(hosts)))
+    if exclude_hosts:
+        query = query.where(URLS.c.host.not_in(list(exclude_hosts)))
     if id_range is not None:
         query = query.where(URLS.c.id.between(*id_range))
     out = []
@@ -268,9 +272,16 @@ def count_plan_by_host(
     run_id: int,
     only_failing: bool = False,
     stale_before: Mapping[str, datetime] | None = None,
+    hosts: Sequence[str] | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> dict[str, int]:
-    """``count_plan`` per host: how a run's targets split when hosts are divided between processes."""
+    """``count_plan`` per host (within ``hosts`` and ``id_range``, as ``plan_page``): how a run's
+    targets split between processes, and which hosts set its pace."""
     query = _planned(select(URLS.c.host, func.count()).select_from(URLS), run_id, only_failing, stale_before)
+    if hosts is not None:
+        query = query.where(URLS.c.host.in_(list(hosts)))
+    if id_range is not None:
+        query = query.where(URLS.c.id.between(*id_range))
     with engine.connect() as conn:
         return {host: int(n) for host, n in conn.execute(query.group_by(URLS.c.host))}
 
