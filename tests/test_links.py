@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.corpus.read import CorpusFile, read_article
-from monitor.links.extract import extract
+from monitor.corpus.discover import CorpusFile
+from monitor.corpus.read import read_article
 from monitor.links import extract as links
+from monitor.links.extract import extract
 from monitor.types import Article, Finding, FindingKind, Occurrence, Role, Size
 from monitor.urls import amp_cache_url
 
