@@ -177,7 +177,6 @@ def test_import_graph_has_no_circles() -> None:
 OVERSIZED = {
     "monitor.fetch.fetcher",
     "monitor.probe.parsers",
-    "monitor.store.results",
     "reports.as_html",
     "reports.data",
 }

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
 from monitor.run.shards import ShardSpec
-from monitor.store.results import FAILING, live_urls
+from monitor.store.plan import FAILING, live_urls
 from monitor.store.tables import RESULTS, RUN_EVENTS, RUN_FANOUT, RUN_SHARDS, RUNS, URLS
 
 
