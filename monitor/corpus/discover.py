@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from monitor.types import CorpusError
+from monitor.types import CorpusError, CorpusErrorKind
 
 __all__ = ["CorpusFile", "discover"]
 
@@ -138,10 +138,10 @@ def discover(
         try:
             info = os.stat(root)
         except FileNotFoundError:
-            yield CorpusError(display_root, "not_found", "no such file or directory")
+            yield CorpusError(display_root, CorpusErrorKind.NOT_FOUND, "no such file or directory")
             continue
         except OSError as exc:
-            yield CorpusError(display_root, "unreadable", exc.strerror or str(exc))
+            yield CorpusError(display_root, CorpusErrorKind.UNREADABLE, exc.strerror or str(exc))
             continue
         if stat.S_ISDIR(info.st_mode):
             seen_dirs.add((info.st_dev, info.st_ino))
@@ -151,7 +151,7 @@ def discover(
                 seen_files.add((info.st_dev, info.st_ino))
                 yield CorpusFile(display_root, Path(root).absolute(), info.st_size, info.st_mtime_ns)
         else:
-            yield CorpusError(display_root, "unreadable", "not a regular file or directory")
+            yield CorpusError(display_root, CorpusErrorKind.UNREADABLE, "not a regular file or directory")
 
 
 def _walk(
@@ -166,7 +166,7 @@ def _walk(
     try:
         stack = [(iter(_sorted_entries(root)), "")]
     except OSError as exc:
-        yield CorpusError(display_root, "unreadable", exc.strerror or str(exc))
+        yield CorpusError(display_root, CorpusErrorKind.UNREADABLE, exc.strerror or str(exc))
         return
     while stack:
         entries, rel_dir = stack[-1]
@@ -182,7 +182,9 @@ def _walk(
             info = entry.stat() if is_dir or entry.is_symlink() or entry.is_file() else None
         except OSError as exc:  # vanished, or a broken symlink
             if includes.match(rel, entry.name) and not excludes.match(rel, entry.name):
-                yield CorpusError(_display(display_root, rel), "unreadable", exc.strerror or str(exc))
+                yield CorpusError(
+                    _display(display_root, rel), CorpusErrorKind.UNREADABLE, exc.strerror or str(exc)
+                )
             continue
         if is_dir:
             if info is None or excludes.prunes(rel, entry.name):
@@ -194,12 +196,14 @@ def _walk(
             try:
                 stack.append((iter(_sorted_entries(entry.path)), rel))
             except OSError as exc:
-                yield CorpusError(_display(display_root, rel), "unreadable", exc.strerror or str(exc))
+                yield CorpusError(
+                    _display(display_root, rel), CorpusErrorKind.UNREADABLE, exc.strerror or str(exc)
+                )
             continue
         if not includes.match(rel, entry.name) or excludes.match(rel, entry.name):
             continue
         if info is None or not stat.S_ISREG(info.st_mode):
-            yield CorpusError(_display(display_root, rel), "unreadable", "not a regular file")
+            yield CorpusError(_display(display_root, rel), CorpusErrorKind.UNREADABLE, "not a regular file")
             continue
         key = (info.st_dev, info.st_ino)
         if key in seen_files:

@@ -21,7 +21,7 @@ from hashlib import sha256
 
 from monitor.corpus.discover import CorpusFile
 from monitor.corpus.yaml_safe import SafeYAMLHandler, YamlProblem, editor_position
-from monitor.types import Article, CorpusError
+from monitor.types import Article, CorpusError, CorpusErrorKind
 
 __all__ = ["read_article"]
 
@@ -40,17 +40,17 @@ def _read_bytes(file: CorpusFile, max_bytes: int) -> tuple[bytes, int] | CorpusE
         # O_NONBLOCK: a FIFO swapped in after discovery must not hang the run.
         fd = os.open(file.abs_path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        return CorpusError(file.path, "unreadable", exc.strerror or str(exc))
+        return CorpusError(file.path, CorpusErrorKind.UNREADABLE, exc.strerror or str(exc))
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            return CorpusError(file.path, "unreadable", "not a regular file")
+            return CorpusError(file.path, CorpusErrorKind.UNREADABLE, "not a regular file")
         if info.st_size > max_bytes:
             return _too_large(file, info.st_size, max_bytes)
         with open(fd, "rb", closefd=False) as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
-        return CorpusError(file.path, "unreadable", exc.strerror or str(exc))
+        return CorpusError(file.path, CorpusErrorKind.UNREADABLE, exc.strerror or str(exc))
     finally:
         os.close(fd)
     if len(data) > max_bytes:
@@ -60,7 +60,7 @@ def _read_bytes(file: CorpusFile, max_bytes: int) -> tuple[bytes, int] | CorpusE
 
 def _too_large(file: CorpusFile, size: int | None, max_bytes: int) -> CorpusError:
     what = f"{size:,} bytes" if size is not None else "grew while being read"
-    return CorpusError(file.path, "too_large", f"{what}; the limit is {max_bytes:,} bytes")
+    return CorpusError(file.path, CorpusErrorKind.TOO_LARGE, f"{what}; the limit is {max_bytes:,} bytes")
 
 
 def _looks_binary(data: bytes) -> str | None:
@@ -79,7 +79,7 @@ def _not_utf8(file: CorpusFile, data: bytes, exc: UnicodeDecodeError) -> CorpusE
     line = data.count(b"\n", 0, offset) + 1
     column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
     message = f"invalid UTF-8 byte 0x{data[offset]:02x} at byte offset {offset} ({exc.reason})"
-    return CorpusError(file.path, "not_utf8", message, line, column)
+    return CorpusError(file.path, CorpusErrorKind.NOT_UTF8, message, line, column)
 
 
 def read_article(file: CorpusFile, *, max_bytes: int) -> Article | CorpusError:
@@ -94,11 +94,13 @@ def read_article(file: CorpusFile, *, max_bytes: int) -> Article | CorpusError:
     data, mtime_ns = read
     if not data.strip():
         return CorpusError(
-            file.path, "empty", "the file is empty" if not data else "the file is only whitespace"
+            file.path,
+            CorpusErrorKind.EMPTY,
+            "the file is empty" if not data else "the file is only whitespace",
         )
     binary = _looks_binary(data)
     if binary is not None:
-        return CorpusError(file.path, "binary", f"not a text file: {binary}")
+        return CorpusError(file.path, CorpusErrorKind.BINARY, f"not a text file: {binary}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -106,15 +108,21 @@ def read_article(file: CorpusFile, *, max_bytes: int) -> Article | CorpusError:
     if text.startswith(codecs.BOM_UTF8.decode("utf-8")):
         text = text[1:]
         if not text.strip():
-            return CorpusError(file.path, "empty", "the file is only a byte order mark and whitespace")
+            return CorpusError(
+                file.path, CorpusErrorKind.EMPTY, "the file is only a byte order mark and whitespace"
+            )
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     if not _HANDLER.detect(text):
-        return CorpusError(file.path, "no_frontmatter", "the file does not start with a '---' line", 1, 1)
+        return CorpusError(
+            file.path, CorpusErrorKind.NO_FRONTMATTER, "the file does not start with a '---' line", 1, 1
+        )
     try:
         fm, body = _HANDLER.split(text)
     except ValueError:
-        return CorpusError(file.path, "no_frontmatter", "the '---' block on line 1 is never closed", 1, 1)
+        return CorpusError(
+            file.path, CorpusErrorKind.NO_FRONTMATTER, "the '---' block on line 1 is never closed", 1, 1
+        )
     try:
         meta = _HANDLER.load(fm)
     except YamlProblem as problem:
@@ -128,7 +136,11 @@ def read_article(file: CorpusFile, *, max_bytes: int) -> Article | CorpusError:
         names: dict[type, str] = {list: "list", str: "plain string"}
         kind = names.get(type(meta), type(meta).__name__)
         return CorpusError(
-            file.path, "not_mapping", f"the frontmatter is a {kind}, not a mapping of fields", 2, 1
+            file.path,
+            CorpusErrorKind.NOT_MAPPING,
+            f"the frontmatter is a {kind}, not a mapping of fields",
+            2,
+            1,
         )
     if not all(type(key) is str for key in meta):
         meta = {str(key): value for key, value in meta.items()}

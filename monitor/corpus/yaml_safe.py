@@ -16,6 +16,8 @@ import yaml
 from frontmatter.default_handlers import YAMLHandler
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from monitor.types import CorpusErrorKind
+
 __all__ = ["MAX_ALIAS_EXPANSION", "MAX_YAML_DEPTH", "SafeYAMLHandler", "YamlProblem", "editor_position"]
 
 MAX_ALIAS_EXPANSION = 100_000  # nodes after expanding aliases; real frontmatter has a few hundred
@@ -81,7 +83,7 @@ class YamlProblem(Exception):
 
     def __init__(
         self,
-        kind: str,
+        kind: CorpusErrorKind,
         message: str,
         line: int | None = None,
         column: int | None = None,
@@ -141,7 +143,7 @@ def _check_aliases(root: Node) -> None:
             elif id(kid) in active:
                 mark = kid.start_mark
                 raise YamlProblem(
-                    "yaml_alias_bomb",
+                    CorpusErrorKind.YAML_ALIAS_BOMB,
                     "an alias refers to a node that contains it",
                     mark.line + 1,
                     mark.column + 1,
@@ -162,7 +164,7 @@ def _check_aliases(root: Node) -> None:
 def _alias_bomb(node: Node) -> YamlProblem:
     mark = node.start_mark
     return YamlProblem(
-        "yaml_alias_bomb",
+        CorpusErrorKind.YAML_ALIAS_BOMB,
         f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} nodes (billion laughs?)",
         mark.line + 1,
         mark.column + 1,
@@ -218,12 +220,12 @@ def _yaml_problem(exc: Exception, text: str) -> YamlProblem:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
-        kind = "yaml_syntax"
+        kind = CorpusErrorKind.YAML_SYNTAX
         if (
             isinstance(exc, yaml.constructor.ConstructorError)
             and "could not determine a constructor" in problem
         ):
-            kind = "yaml_unsafe_tag"
+            kind = CorpusErrorKind.YAML_UNSAFE_TAG
             tag = problem.split("tag ", 1)[-1].strip("'")
             problem = f"tag {_short_tag(tag)} is not allowed (only plain YAML types are)"
         message = f"{exc.context}: {problem}" if exc.context else problem
@@ -237,9 +239,13 @@ def _yaml_problem(exc: Exception, text: str) -> YamlProblem:
         column = len(before) - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(exc.character)
         return YamlProblem(
-            "yaml_syntax", f"character U+{char:04X}: {exc.reason}", line, column, yaml_lines=False
+            CorpusErrorKind.YAML_SYNTAX,
+            f"character U+{char:04X}: {exc.reason}",
+            line,
+            column,
+            yaml_lines=False,
         )
-    return YamlProblem("yaml_syntax", str(exc) or type(exc).__name__)
+    return YamlProblem(CorpusErrorKind.YAML_SYNTAX, str(exc) or type(exc).__name__)
 
 
 class SafeYAMLHandler(YAMLHandler):
