@@ -87,7 +87,7 @@ def test_example_article_skips_markdown_parse_for_empty_body(monkeypatch: pytest
         def parse(self, text: str) -> list[object]:
             raise AssertionError("markdown parsed")
 
-    monkeypatch.setattr(links, "_MD", Refuse())
+    monkeypatch.setattr(links, "MARKDOWN", Refuse())
     assert len(extract(_real(EXAMPLE))[0]) == 17
     assert _run(body="Plain prose, no links at all.\n") == ([], [])
 
