@@ -78,7 +78,8 @@ def _atheris():  # type: ignore[no-untyped-def]
 
 
 def target_corpus(atheris, data: bytes) -> None:  # type: ignore[no-untyped-def]
-    from monitor.corpus.read import CorpusFile, read_article
+    from monitor.corpus.discover import CorpusFile
+    from monitor.corpus.read import read_article
     from monitor.links.extract import extract
     from monitor.types import Article, CorpusError
 
@@ -202,7 +203,9 @@ def run_one(name: str, seconds: int, extra: list[str]) -> int:
     atheris = _atheris()
     assert atheris is not None
     with atheris.instrument_imports():
+        import monitor.corpus.discover
         import monitor.corpus.read
+        import monitor.corpus.yaml_safe
         import monitor.links.extract
         import monitor.probe.sniff  # and, through it, every format parser
         import monitor.urls  # noqa: F401

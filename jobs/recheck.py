@@ -14,7 +14,7 @@ from monitor.config import Settings
 from monitor.distributed.executor import executor_for
 from monitor.run.check import RunOutcome, RunRequest
 from monitor.run.executors import QueuedRun
-from monitor.store.results import count_plan
+from monitor.store.plan import count_plan
 
 
 def failing_count(engine: Engine) -> int:

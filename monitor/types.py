@@ -127,12 +127,28 @@ class Article:
     sha256: str
 
 
+class CorpusErrorKind(StrEnum):
+    """Why a file or root gave no article; stored, logged and reported as its plain value."""
+
+    NOT_FOUND = "not_found"  # a root that does not exist
+    UNREADABLE = "unreadable"  # an OS error, or not a regular file
+    EMPTY = "empty"  # empty, or only whitespace (and a byte order mark)
+    TOO_LARGE = "too_large"
+    BINARY = "binary"  # NUL bytes or many control bytes
+    NOT_UTF8 = "not_utf8"
+    NO_FRONTMATTER = "no_frontmatter"  # no opening '---' line, or it is never closed
+    YAML_SYNTAX = "yaml_syntax"
+    YAML_UNSAFE_TAG = "yaml_unsafe_tag"  # a tag SafeLoader cannot build, e.g. !!python/object
+    YAML_ALIAS_BOMB = "yaml_alias_bomb"  # aliases expand past a limit, or refer to themselves
+    NOT_MAPPING = "not_mapping"  # the frontmatter is a list or a scalar
+
+
 @dataclass(frozen=True, slots=True)
 class CorpusError:
     """A file that could not be read as an article; the run goes on without it."""
 
     path: str
-    kind: str  # e.g. "yaml_syntax", "no_frontmatter", "empty", "not_utf8", "binary", "too_large", ...
+    kind: CorpusErrorKind
     message: str
     line: int | None = None
     column: int | None = None

@@ -75,7 +75,8 @@ def whatwg_href(text: str) -> str:
         if not _lib.ada_is_valid(parsed):
             raise ValueError("invalid URL")
         href = _lib.ada_get_href(parsed)
-        return _ffi.unpack(href.data, href.length).decode("utf-8")
+        href_text: str = _ffi.unpack(href.data, href.length).decode("utf-8")
+        return href_text
     finally:
         _lib.ada_free(parsed)
 

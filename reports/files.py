@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import utcnow
 from monitor.config import ReportSettings
-from monitor.store import results as store
+from monitor.store import runs as store
 from reports.data import build_report
 from reports.model import ReportData, ReportError
 from reports.render import EXTENSIONS, render

@@ -310,7 +310,7 @@ def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
     also with thousands of hosts of one URL each; the end is announced once the last is out."""
     from monitor.fetch.hosts import HostLimiter
     from monitor.run.dispatch import HostQueue
-    from monitor.store.results import Planned
+    from monitor.store.plan import Planned
     from monitor.types import Target, TargetKind
 
     async def scenario() -> None:
@@ -364,7 +364,7 @@ def test_host_queue_serves_bound_hosts_first_and_loads_them_apart() -> None:
     source, and a full buffer of it never stops the shared source from asking for more."""
     from monitor.fetch.hosts import HostLimiter
     from monitor.run.dispatch import HOST_PAGE, MAIN, HostQueue
-    from monitor.store.results import Planned
+    from monitor.store.plan import Planned
     from monitor.types import Target, TargetKind
 
     async def scenario() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.corpus import read as corpus
-from monitor.corpus.read import CorpusFile, discover, read_article
+from monitor.corpus.discover import CorpusFile, discover
+from monitor.corpus.read import read_article
 from monitor.links.extract import extract
 from monitor.types import Article, CorpusError
 
@@ -95,7 +95,7 @@ def test_discover_exclude_prunes_directories_without_listing_them(
         listed.append(Path(path).name)
         return real_scandir(path)
 
-    monkeypatch.setattr(corpus.os, "scandir", spy)
+    monkeypatch.setattr(os, "scandir", spy)
     got = _paths(discover([tmp_path], INCLUDE, ["node_modules", "vendor/**"]))
     assert got == [f"{tmp_path.as_posix()}/a.md"]
     assert "node_modules" not in listed and "vendor" not in listed
@@ -127,7 +127,7 @@ def test_discover_streams_directory_by_directory(tmp_path: Path, monkeypatch: py
         listed.append(Path(path).name)
         return real_scandir(path)
 
-    monkeypatch.setattr(corpus.os, "scandir", spy)
+    monkeypatch.setattr(os, "scandir", spy)
     items = discover([tmp_path], INCLUDE, [])
     first = next(items)
     assert isinstance(first, CorpusFile) and first.path.endswith("a/1.md")
@@ -440,7 +440,7 @@ def test_unreadable_directory_is_reported(tmp_path: Path, monkeypatch: pytest.Mo
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr(corpus.os, "scandir", deny_a)
+    monkeypatch.setattr(os, "scandir", deny_a)
     items = list(discover([tmp_path], INCLUDE, []))
     errors = [(i.path, i.kind, i.message) for i in items if isinstance(i, CorpusError)]
     assert errors == [((tmp_path / "a").as_posix(), "unreadable", "Permission denied")]

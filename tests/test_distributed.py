@@ -25,7 +25,7 @@ from monitor.distributed.executor import ProcrastinateExecutor, executor_for
 from monitor.run import shards
 from monitor.run.check import RunRequest
 from monitor.run.executors import LocalExecutor
-from monitor.store import results as store
+from monitor.store import runs as store
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
 from tests.pg_schema import pg_schema_url

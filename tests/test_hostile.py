@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.corpus.read import CorpusFile, read_article
+from monitor.corpus.discover import CorpusFile
+from monitor.corpus.read import read_article
 from monitor.links.extract import extract
 from monitor.logs import redact_text
 from monitor.textsafe import csv_cell, inert

@@ -18,6 +18,7 @@ from monitor.run.inventory import sync_inventory
 from monitor.store import inventory as store
 from monitor.store.db import open_engine
 from monitor.store.models import ArticleRow, CorpusErrorRow, OccurrenceRow, UrlRow
+from monitor.types import CorpusErrorKind
 from tests.pg_schema import pg_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,6 +150,24 @@ def test_bad_files_are_reported_and_do_not_stop_the_run(engine: Engine, tmp_path
     _write(corpus, "bad")
     sync_inventory(engine, _settings(corpus))
     assert _count(engine, CorpusErrorRow.__table__) == 2
+
+
+def test_corpus_error_kinds_are_stored_as_their_plain_values(engine: Engine, tmp_path: Path) -> None:
+    """``CorpusErrorKind`` is a StrEnum: the kind column holds "yaml_syntax", not the member name,
+    as databases written before the enum existed do."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "bad.md").write_text("---\ntitle: [unclosed\n---\n")
+    (corpus / "list.md").write_text("---\n- a\n---\n")
+    report = sync_inventory(engine, _settings(corpus))
+    assert {type(e.kind) for e in report.errors} == {CorpusErrorKind}
+    with engine.connect() as conn:
+        stored = dict(conn.exec_driver_sql("SELECT path, kind FROM corpus_error").all())
+    assert {Path(p).name: kind for p, kind in stored.items()} == {
+        "bad.md": "yaml_syntax",
+        "list.md": "not_mapping",
+    }
+    assert {type(kind) for kind in stored.values()} == {str}
 
 
 def test_missing_root_never_deletes(engine: Engine, tmp_path: Path) -> None:

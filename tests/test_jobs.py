@@ -30,7 +30,8 @@ from jobs.scheduler import JobSpec, build_scheduler, describe_jobs, job_specs, s
 from monitor.cli import app
 from monitor.config import PruneJob, Settings, load_settings
 from monitor.run.check import RunRequest, run_check
-from monitor.store import results as store_results
+from monitor.store import plan as store_plan
+from monitor.store import runs as store_runs
 from monitor.store.db import open_engine
 from monitor.store.lease import CORPUS_CHECK, LeaseBusy, acquire
 from monitor.store.models import (
@@ -154,17 +155,17 @@ async def test_reports_a_dead_writer_left_are_written_by_the_next_nightly_job(
     write_article(tmp_path / "corpus", "a", [server.url("/status/200?late")])
     settings, engine = setup()
     dead = await run_check(settings, engine, RunRequest(trigger="schedule"))  # finished; its writer "died"
-    assert store_results.unwritten_reports(engine) == [dead.run_id]
+    assert store_runs.unwritten_reports(engine) == [dead.run_id]
     (tmp_path / "reports").write_text("not a folder")  # the next attempt fails: stays pending
     with capture_logs() as logs:
         assert write_pending_reports(engine, settings.reports, hold_off=600) == 0
         assert write_pending_reports(engine, settings.reports, hold_off=600) == 0  # held off: not retried
     assert [e["run_id"] for e in logs if e["event"] == "reports.failed"] == [dead.run_id]
-    assert store_results.unwritten_reports(engine) == [dead.run_id]
+    assert store_runs.unwritten_reports(engine) == [dead.run_id]
     (tmp_path / "reports").unlink()
 
     outcome = await nightly_check(settings, engine, asyncio.Event())
-    assert store_results.unwritten_reports(engine) == []
+    assert store_runs.unwritten_reports(engine) == []
     reports = tmp_path / "reports"
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     for run_id in (dead.run_id, outcome.run_id):
@@ -182,7 +183,7 @@ async def test_a_late_report_leaves_latest_on_the_newest_run(
     settings, engine = setup()
     older = await run_check(settings, engine, RunRequest(trigger="schedule"))
     newer = await nightly_check(settings, engine, asyncio.Event())  # catches up `older` first
-    assert store_results.unwritten_reports(engine) == []
+    assert store_runs.unwritten_reports(engine) == []
     with engine.begin() as conn:  # as if `older`'s writer had died after `newer` wrote its files
         conn.execute(RUN.update().where(RUN.c.id == older.run_id).values(reports_written_at=None))
     (tmp_path / "reports" / "latest.json").unlink()
@@ -400,13 +401,13 @@ def test_freshness_skips_only_recently_checked_healthy_urls(any_engine: Engine) 
                         article_id=art, url_id=ids[name], raw_url="u", location=role, role=role
                     )
                 )
-    cutoffs = store_results.freshness_cutoffs({Role.IMAGE: 7}, now)
+    cutoffs = store_plan.freshness_cutoffs({Role.IMAGE: 7}, now)
     with any_engine.connect() as conn:
-        planned = store_results.plan_page(conn, run_id=0, after_id=0, limit=100, stale_before=cutoffs)
-        everything = store_results.plan_page(conn, run_id=0, after_id=0, limit=100)
+        planned = store_plan.plan_page(conn, run_id=0, after_id=0, limit=100, stale_before=cutoffs)
+        everything = store_plan.plan_page(conn, run_id=0, after_id=0, limit=100)
     assert {p.url_id for p in planned} == {ids[n] for n in cases if n != "fresh_image"}
     assert len(everything) == len(cases)
-    assert store_results.count_plan(any_engine, run_id=0, stale_before=cutoffs) == len(cases) - 1
+    assert store_plan.count_plan(any_engine, run_id=0, stale_before=cutoffs) == len(cases) - 1
 
 
 # --- the scheduler ---------------------------------------------------------------------------

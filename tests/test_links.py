@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.corpus.read import CorpusFile, read_article
+from monitor.corpus.discover import CorpusFile
+from monitor.corpus.read import read_article
 from monitor.links import extract as links
 from monitor.links.extract import extract
 from monitor.types import Article, Finding, FindingKind, Occurrence, Role, Size
@@ -86,7 +87,7 @@ def test_example_article_skips_markdown_parse_for_empty_body(monkeypatch: pytest
         def parse(self, text: str) -> list[object]:
             raise AssertionError("markdown parsed")
 
-    monkeypatch.setattr(links, "_MD", Refuse())
+    monkeypatch.setattr(links, "MARKDOWN", Refuse())
     assert len(extract(_real(EXAMPLE))[0]) == 17
     assert _run(body="Plain prose, no links at all.\n") == ([], [])
 

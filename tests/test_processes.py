@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -161,6 +162,75 @@ def test_sigterm_stops_every_process_and_the_run_resumes(hosts_server: FixtureSe
         n, distinct = conn.execute(select(func.count(), func.count(func.distinct(ResultRow.url_id)))).one()
         assert conn.execute(select(RunRow.state)).scalars().all() == ["finished"]
     assert n == distinct == len(urls)
+
+
+KILL_SEED = 20_261_203  # fixed: the same kill moment on every run of the suite
+
+
+@pytest.mark.parametrize("second", ["resume", "fresh"])
+def test_kill_9_of_the_process_group_keeps_results_and_the_next_run_is_consistent(
+    hosts_server: FixtureServer, tmp_path: Path, second: str
+) -> None:
+    """SIGKILL to the whole process group (parent and both children) mid-run keeps every committed
+    result with its run counter; the next check marks the run interrupted, then `--resume` finishes
+    it (or a plain check runs anew) with every URL checked exactly once and no kept row touched."""
+    rng = random.Random(KILL_SEED)
+    urls = corpus(tmp_path, hosts_server, 15, "/slow-headers/300")
+    cfg = config(tmp_path, "kill", 2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        monitor(cfg, "check"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,  # its own process group: the parent, its children and nothing else
+    )
+    kill_after = rng.randrange(10, len(urls) // 3)
+    engine = open_engine(f"sqlite:///{tmp_path}/kill.db")
+    children: set[int] = set()
+    done = 0
+    while proc.poll() is None and (done < kill_after or len(children) < 2):
+        time.sleep(0.05)
+        children |= _children_of(proc.pid)
+        with engine.connect() as conn:
+            done = conn.execute(select(func.count()).select_from(ResultRow)).scalar_one()
+    assert proc.poll() is None, "the check ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    while any(_alive(pid) for pid in children):  # SIGKILL always lands; wait for the kernel to finish
+        time.sleep(0.05)
+    assert len(children) >= 2
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+        run = conn.execute(select(RunRow.id, RunRow.state, RunRow.checked)).one()
+        kept = set(conn.execute(select(ResultRow.id, ResultRow.url_id, ResultRow.checked_at)).all())
+    assert tuple(run) == (1, "running", len(kept))  # the counter moved with the rows it counts
+    assert kill_after <= len(kept) < len(urls)
+    assert len({url_id for _, url_id, _ in kept}) == len(kept)
+    command = monitor(cfg, "check", *(["--resume"] if second == "resume" else []), "-f", "json")
+    again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert again.returncode == 2, again.stderr[-2000:]  # the 404s are errors
+    logs = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    assert [e["run_id"] for e in logs if e["event"] == "run.interrupted"] == [1]
+    last = 1 if second == "resume" else 2
+    with engine.connect() as conn:
+        runs = conn.execute(select(RunRow.id, RunRow.state, RunRow.checked).order_by(RunRow.id)).all()
+        rows = conn.execute(
+            select(ResultRow.run_id, ResultRow.id, ResultRow.url_id, ResultRow.checked_at, UrlRow.url).join(
+                UrlRow, UrlRow.id == ResultRow.url_id
+            )
+        ).all()
+    engine.dispose()
+    checked = sorted(url for run_id, _, _, _, url in rows if run_id == last)
+    assert checked == sorted(urls)  # every URL once: none lost, none twice
+    first_run = {(rid, url_id, at) for run_id, rid, url_id, at, _ in rows if run_id == 1}
+    if second == "resume":
+        assert [tuple(r) for r in runs] == [(1, "finished", len(urls))]
+        assert kept <= first_run  # resuming added the missing results and left the kept ones alone
+    else:
+        assert [tuple(r) for r in runs] == [(1, "interrupted", len(kept)), (2, "finished", len(urls))]
+        assert first_run == kept
 
 
 def _children_of(pid: int) -> set[int]:

@@ -92,7 +92,7 @@ def runs(
 
 def follow_runs(engine: Engine, run_id: int | None, watch: bool, every: float = 2.0) -> int:
     """Print recent runs (or one run's shards); with ``watch`` refresh until the run(s) stop running."""
-    from monitor.store import results as store
+    from monitor.store import runs as store
 
     while True:
         text = format_runs(engine, run_id)

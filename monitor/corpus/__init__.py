@@ -1,4 +1,5 @@
 """Stage 1, corpus: a folder of Markdown files becomes Articles or CorpusErrors, never an exception.
 
-Imports only the vocabulary (``monitor.types``, ``monitor.config``, ...).
+``discover`` finds the files, ``read`` turns one into an Article, ``yaml_safe`` parses its
+frontmatter. Imports only the vocabulary (``monitor.types``, ``monitor.config``, ...).
 """

@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
 
+from monitor.clock import utcnow
 from monitor.run.shards import ShardSpec
-from monitor.store.results import FAILING, live_urls
+from monitor.store.plan import FAILING, live_urls
 from monitor.store.tables import RESULTS, RUN_EVENTS, RUN_FANOUT, RUN_SHARDS, RUNS, URLS
 
 
@@ -441,4 +442,8 @@ def shards_of(conn: Connection, run_id: int) -> list[Any]:
 
 
 def db_now(conn: Connection) -> Any:
+    """The database's clock, which every worker shares; SQLite has none of its own (and no
+    ``now()``), and is only ever used on one machine, so there it is this process's clock."""
+    if conn.dialect.name == "sqlite":
+        return utcnow()
     return conn.execute(text("SELECT now()")).scalar_one()

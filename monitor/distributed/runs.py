@@ -36,7 +36,7 @@ from monitor.run import shards
 from monitor.run.check import RunOutcome
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease
-from monitor.store import results as store
+from monitor.store import runs as store
 from monitor.store.tables import LEASES, RUN_FANOUT, RUNS
 from reports.files import write_pending_reports, write_run_reports
 

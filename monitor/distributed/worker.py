@@ -36,7 +36,7 @@ from monitor.config import Settings
 from monitor.distributed import ledger, queue, runs
 from monitor.run.batch import save_results, write_with_retry
 from monitor.run.dispatch import Run, RunScope
-from monitor.store import results as store
+from monitor.store import plan as store
 from monitor.store.tables import RUN_SHARDS
 from monitor.types import FetchOutcome
 

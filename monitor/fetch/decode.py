@@ -40,7 +40,8 @@ class Decoder:
         if limit <= 0 or not data:
             return b""
         if self._brotli is not None:
-            return self._brotli.process(data, output_buffer_limit=limit)[:limit]
+            out: bytes = self._brotli.process(data, output_buffer_limit=limit)
+            return out[:limit]
         if self._zlib is None:
             return data[:limit]
         if self._mode == "deflate" and not self._started:

@@ -79,7 +79,7 @@ class SessionResponse(httpx.Response):
         self.raw_headers: tuple[tuple[bytes, bytes], ...] = response.raw_headers
         super().__init__(response.status, stream=SessionBody(response), request=request, extensions=_HTTP11)
 
-    @property  # type: ignore[override]
+    @property
     def headers(self) -> httpx.Headers:
         if self._headers is None:
             self._headers = httpx.Headers(self.raw_headers)

@@ -275,7 +275,8 @@ class _Markdown(MarkdownIt):
         return url
 
 
-_MD = _Markdown("commonmark").enable(["table", "strikethrough"])
+# The one body parser; public so a test can stand in for it and see which bodies are parsed.
+MARKDOWN = _Markdown("commonmark").enable(["table", "strikethrough"])
 
 
 class _BodyLocations:
@@ -295,7 +296,7 @@ def _body(c: _Collector, body: str) -> None:
         return  # no link, image, autolink or HTML is possible without these
     locate = _BodyLocations()
     line = 1
-    for token in _MD.parse(body):
+    for token in MARKDOWN.parse(body):
         if token.map is not None:
             line = token.map[0] + 1
         if token.type == "html_block":

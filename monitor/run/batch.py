@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from monitor import alerts
 from monitor.clock import utcnow
 from monitor.config import Settings
-from monitor.store import results as store
+from monitor.store import plan, results
 from monitor.store.db import StoreError
 from monitor.types import (
     CheckResult,
@@ -126,21 +126,21 @@ def save_results(
     engine: Engine,
     settings: Settings,
     run_id: int,
-    batch: Sequence[tuple[store.Planned, FetchOutcome]],
+    batch: Sequence[tuple[plan.Planned, FetchOutcome]],
     guard: BatchGuard | None = None,
 ) -> list[alerts.Event]:
     """Judge one batch of outcomes and write results, size checks and URL state in one transaction."""
     now = utcnow()
     ids = [p.url_id for p, _ in batch]
     events: list[alerts.Event] = []
-    rows = store.BatchWrite([], [], [], [])
+    rows = results.BatchWrite([], [], [], [])
     with engine.begin() as conn:
         if guard is not None:
             guard.before(conn)
-        occs = store.occurrences_for(conn, ids)
-        states = store.states_for(conn, ids)
+        occs = results.occurrences_for(conn, ids)
+        states = results.states_for(conn, ids)
         not_modified = [p.url_id for p, o in batch if o.not_modified]
-        prevs = store.previous_results(conn, not_modified, run_id) if not_modified else {}
+        prevs = results.previous_results(conn, not_modified, run_id) if not_modified else {}
         for planned, raw in batch:
             uid = planned.url_id
             here = occs.get(uid, [])
@@ -201,7 +201,7 @@ def save_results(
                 state is None or state.last_verdict != "moved_permanently"
             ):
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
-        store.write_batch(conn, run_id, rows, now)
+        results.write_batch(conn, run_id, rows, now)
         if guard is not None:
             guard.after(conn, events, len(rows.results))
     return events
@@ -239,7 +239,7 @@ def _result_row(run_id: int, url_id: int, result: CheckResult, now: datetime) ->
 
 def _advance(
     url_id: int,
-    state: store.UrlState | None,
+    state: results.UrlState | None,
     result: CheckResult,
     occurrences: list[dict[str, str]],
     settings: Settings,
@@ -248,7 +248,7 @@ def _advance(
 ) -> tuple[dict[str, object], list[alerts.Event]]:
     """The URL's new current state and the alert events its transition (if any) fires."""
     j, o = result.judgement, result.outcome
-    prev = state or store.UrlState(url_id, 0, 0, None, None, "ok", 0, 0, "", None)
+    prev = state or results.UrlState(url_id, 0, 0, None, None, "ok", 0, 0, "", None)
     failing = j.verdict.is_failure
     good = j.verdict.is_good
     alert_prev = alerts.AlertState(prev.alert_state, prev.alert_failures, prev.alert_successes, prev.recent)  # type: ignore[arg-type]

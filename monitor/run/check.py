@@ -25,7 +25,7 @@ from monitor.run import processes
 from monitor.run.batch import write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.run.inventory import SyncReport, sync_inventory
-from monitor.store import results as store
+from monitor.store import plan, runs
 from monitor.types import Severity
 
 log = structlog.get_logger("monitor.run")
@@ -78,19 +78,19 @@ async def run_check(
     started = time.perf_counter()
     now = utcnow()
     stop = stop or asyncio.Event()
-    stale = store.interrupt_stale_runs(
+    stale = runs.interrupt_stale_runs(
         engine, now=now, stale_after=timedelta(seconds=settings.jobs.lock_ttl_seconds)
     )
     for run_id in stale:
         log.warning("run.interrupted", run_id=run_id, reason="found unfinished at start-up")
 
     inventory: SyncReport | None = None
-    resumed = store.latest_interrupted(engine) if request.resume else None
+    resumed = runs.latest_interrupted(engine) if request.resume else None
     if resumed is not None:
-        store.reopen_run(engine, resumed, now)
+        runs.reopen_run(engine, resumed, now)
         run_id, trigger = resumed, "resume"
     else:
-        run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
+        run_id = runs.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
     # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes
     rlog = log.bind(run_id=run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id)
@@ -111,11 +111,9 @@ async def run_check(
                 )
         # adaptive freshness (off unless jobs.stale_after_days is set): scheduled runs skip
         # URLs that were healthy and checked recently enough for their role
-        fresh = (
-            store.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
-        )
-        total = store.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
-        store.set_total(engine, run_id, total)
+        fresh = plan.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
+        total = plan.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
+        runs.set_total(engine, run_id, total)
         rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
         try:
             scope = RunScope(run_id, only_failing, fresh)
@@ -123,7 +121,7 @@ async def run_check(
         except BaseException as exc:
             state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
             try:
-                store.finish_run(
+                runs.finish_run(
                     engine, run_id, state=state, now=utcnow(), error=f"{type(exc).__name__}: {exc}"
                 )
             except Exception as db_exc:  # the database itself may be what failed; the next start repairs it
@@ -133,8 +131,8 @@ async def run_check(
             )
             raise
         state = "interrupted" if cut_short else "finished"
-        counts = store.finish_run(engine, run_id, state=state, now=utcnow())
-        by_verdict, by_severity = store.run_counts(engine, run_id)
+        counts = runs.finish_run(engine, run_id, state=state, now=utcnow())
+        by_verdict, by_severity = runs.run_counts(engine, run_id)
         events = alerts.group_host_down(events, settings.alerts.host_down_threshold)
         for name, keys in events:
             rlog.warning(name, **keys)
@@ -173,7 +171,7 @@ async def _execute(
     """Check the run's targets here, or in several processes (``http.processes``); (events, cut short)."""
     parts = processes.process_count(settings.http, total)
     if parts > 1:
-        counts = store.count_plan_by_host(
+        counts = plan.count_plan_by_host(
             engine, run_id=scope.run_id, only_failing=scope.only_failing, stale_before=scope.stale_before
         )
         groups = processes.split_hosts(counts, parts)

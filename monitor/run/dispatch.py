@@ -25,7 +25,7 @@ from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter
 from monitor.run.batch import save_results, write_with_retry
-from monitor.store import results as store
+from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
 log = structlog.get_logger("monitor.run")

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from monitor.config import Settings
 from monitor.run.check import RunOutcome, RunRequest, run_check
 from monitor.run.inventory import SyncReport
-from monitor.store import results as store
+from monitor.store import runs as store
 from monitor.store.db import open_engine
 from monitor.store.lease import hold_corpus_check
 

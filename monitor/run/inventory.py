@@ -20,7 +20,8 @@ from pathlib import PurePosixPath
 from sqlalchemy import Engine
 
 from monitor.config import CorpusSettings
-from monitor.corpus.read import CorpusFile, discover, read_article
+from monitor.corpus.discover import CorpusFile, discover
+from monitor.corpus.read import read_article
 from monitor.links.extract import extract
 from monitor.store import inventory as store
 from monitor.types import CorpusError

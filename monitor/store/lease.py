@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from sqlalchemy import Engine, and_, delete, select, update
 
-from monitor.store import results
+from monitor.store import runs
 from monitor.store.db import dialect_insert
 from monitor.store.tables import LEASES
 
@@ -79,7 +79,7 @@ def acquire(engine: Engine, name: str, holder: str, ttl_s: float, *, now: dateti
 
 def _dead_here(holder: str) -> bool:
     host, _, pid = holder.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not results.pid_alive(int(pid))
+    return host == socket.gethostname() and pid.isdigit() and not runs.pid_alive(int(pid))
 
 
 def renew(engine: Engine, name: str, holder: str, ttl_s: float, *, now: datetime | None = None) -> bool:
@@ -132,7 +132,7 @@ async def hold(
     takes; a number waits up to that many seconds, then raises ``LeaseBusy``. ``lost``
     (e.g. a run's stop event) is set if a renewal finds the lease taken over.
     """
-    who = holder or results.holder_id()
+    who = holder or runs.holder_id()
     deadline = None if wait is True else asyncio.get_running_loop().time() + float(wait or 0)
     while not await asyncio.to_thread(acquire, engine, name, who, ttl_s):
         left = POLL_S if deadline is None else deadline - asyncio.get_running_loop().time()
@@ -176,7 +176,7 @@ async def hold_corpus_check(
     """
     async with hold(engine, CORPUS_CHECK, ttl_s, wait=wait, lost=lost) as lease:
         stale = await asyncio.to_thread(
-            results.interrupt_stale_runs, engine, now=_now(), stale_after=timedelta(0)
+            runs.interrupt_stale_runs, engine, now=_now(), stale_after=timedelta(0)
         )
         for run_id in stale:
             log.warning("run.interrupted", run_id=run_id, reason="found unfinished when taking the lock")

@@ -1,0 +1,156 @@
+"""The check plan: which live URLs a run still has to check, page by page, and how many.
+
+A URL is planned while it appears in the live inventory and has no result row in the run,
+so a resumed run plans exactly what the interrupted one did not write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, Exists, and_, exists, func, not_, or_, select
+
+from monitor.store.tables import OCCURRENCES, RESULTS, URLS
+from monitor.types import Role, Target, TargetKind, Verdict
+
+FAILING = [v.value for v in Verdict if v.is_failure]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A target of this run with its database id."""
+
+    url_id: int
+    target: Target
+
+
+def live_urls() -> Exists:
+    """The URL has at least one occurrence in the live inventory (occurrences of gone files are deleted)."""
+    return exists().where(OCCURRENCES.c.url_id == URLS.c.id)
+
+
+GOOD = [v.value for v in Verdict if v.is_good]
+
+
+def freshness_cutoffs(stale_after_days: Mapping[Role, int], now: datetime) -> dict[str, datetime]:
+    """Role → oldest check time still counting as fresh, from ``jobs.stale_after_days``."""
+    return {Role(role).value: now - timedelta(days=days) for role, days in stale_after_days.items()}
+
+
+def _needs_check(stale_before: Mapping[str, datetime]) -> ColumnElement[bool]:
+    """Adaptive freshness: skip a healthy URL when every live place it appears in has a role
+    with a cut-off and it was checked after the strictest of them; anything failing, never
+    checked, or also used in a role without a cut-off is always checked.
+    """
+    fresh_here = or_(
+        *(and_(OCCURRENCES.c.role == role, URLS.c.last_checked >= cut) for role, cut in stale_before.items())
+    )
+    return or_(
+        URLS.c.last_verdict.is_(None),
+        URLS.c.last_verdict.not_in(GOOD),
+        URLS.c.last_checked.is_(None),
+        exists().where(OCCURRENCES.c.url_id == URLS.c.id, not_(fresh_here)),
+    )
+
+
+def plan_page(
+    conn: Connection,
+    *,
+    run_id: int,
+    after_id: int,
+    limit: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+    hosts: Sequence[str] | None = None,
+    exclude_hosts: Sequence[str] | None = None,
+    id_range: tuple[int, int] | None = None,
+) -> list[Planned]:
+    """The next page of targets (by id) that are in the live inventory and lack a result in this run.
+
+    ``stale_before`` (role → cut-off, see ``freshness_cutoffs``) leaves out healthy URLs
+    checked recently enough; None or empty checks everything. ``hosts`` and ``id_range``
+    (inclusive) restrict the page to one shard of a distributed run; ``exclude_hosts`` leaves
+    out the hosts that a run reads through cursors of their own.
+    """
+    query = (
+        select(
+            URLS.c.id,
+            URLS.c.url,
+            URLS.c.host,
+            URLS.c.kind,
+            URLS.c.etag,
+            URLS.c.last_modified,
+            URLS.c.last_checked,
+            URLS.c.last_verdict,
+        )
+        .where(URLS.c.id > after_id, live_urls())
+        .where(~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id)))
+        .order_by(URLS.c.id)
+        .limit(limit)
+    )
+    if only_failing:
+        query = query.where(URLS.c.last_verdict.in_(FAILING))
+    if stale_before:
+        query = query.where(_needs_check(stale_before))
+    if hosts is not None:
+        query = query.where(URLS.c.host.in_(list(hosts)))
+    if exclude_hosts:
+        query = query.where(URLS.c.host.not_in(list(exclude_hosts)))
+    if id_range is not None:
+        query = query.where(URLS.c.id.between(*id_range))
+    out = []
+    for uid, url, host, kind, etag, last_modified, _last_checked, _verdict in conn.execute(query):
+        out.append(
+            Planned(
+                uid,
+                Target(url=url, host=host, kind=TargetKind(kind), etag=etag, last_modified=last_modified),
+            )
+        )
+    return out
+
+
+def count_plan(
+    engine: Engine,
+    *,
+    run_id: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+) -> int:
+    """How many targets ``plan_page`` would yield in total (same filters)."""
+    query = _planned(select(func.count()).select_from(URLS), run_id, only_failing, stale_before)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def count_plan_by_host(
+    engine: Engine,
+    *,
+    run_id: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+    hosts: Sequence[str] | None = None,
+    id_range: tuple[int, int] | None = None,
+) -> dict[str, int]:
+    """``count_plan`` per host (within ``hosts`` and ``id_range``, as ``plan_page``): how a run's
+    targets split between processes, and which hosts set its pace."""
+    query = _planned(select(URLS.c.host, func.count()).select_from(URLS), run_id, only_failing, stale_before)
+    if hosts is not None:
+        query = query.where(URLS.c.host.in_(list(hosts)))
+    if id_range is not None:
+        query = query.where(URLS.c.id.between(*id_range))
+    with engine.connect() as conn:
+        return {host: int(n) for host, n in conn.execute(query.group_by(URLS.c.host))}
+
+
+def _planned(query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None) -> Any:
+    query = query.where(live_urls()).where(
+        ~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id))
+    )
+    if only_failing:
+        query = query.where(URLS.c.last_verdict.in_(FAILING))
+    if stale_before:
+        query = query.where(_needs_check(stale_before))
+    return query
