@@ -190,6 +190,7 @@ class FixtureServer:
         self._switches: dict[str, int] = {}
         self.connections = 0  # accepted TCP connections (keep-alive reuse shows as few)
         self._totals = {"requests": 0, "bytes_sent": 0, "service_s": 0.0}  # all but /stats
+        self._host_busy: dict[str, list[float]] = {}  # Host header -> [requests, service seconds]
         self._epoch = 0  # requests from before the last reset() no longer count as in flight
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -363,6 +364,9 @@ class FixtureServer:
                     self._totals["requests"] += 1
                     self._totals["bytes_sent"] += record.bytes_sent
                     self._totals["service_s"] += record.finished - record.started
+                    busy = self._host_busy.setdefault(host, [0, 0.0])
+                    busy[0] += 1
+                    busy[1] += record.finished - record.started
         return keep and headers.get("connection", "").lower() != "close"
 
     def _answered(self, conn: _Conn) -> None:
@@ -647,7 +651,7 @@ class FixtureServer:
     async def _r_stats(self, conn: _Conn, req: _Request) -> bool:
         """Totals for a benchmark driving a standalone server: requests, bytes sent, connections, and
         the summed seconds from each request's head read to its answer written (the latency plus the
-        server's own time: what no client can go below)."""
+        server's own time: what no client can go below), also per Host header."""
         with self._lock:
             totals = self._totals
             body = json.dumps(
@@ -656,6 +660,7 @@ class FixtureServer:
                     "bytes_sent": totals["bytes_sent"],
                     "connections": self.connections,
                     "service_s": totals["service_s"],
+                    "by_host": self._host_busy,
                 }
             )
         return await self._respond(conn, req, 200, body.encode(), content_type="application/json")

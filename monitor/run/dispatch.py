@@ -10,6 +10,7 @@ at most the batch in hand; a resume checks only what has no result yet.
 from __future__ import annotations
 
 import asyncio
+import math
 import resource
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,10 @@ log = structlog.get_logger("monitor.run")
 
 PAGE = 2000  # targets read from the plan per query
 HOST_PAGE = 500  # targets read per query for a bound host (see bound_hosts)
+# Workers, and targets taken per host, beyond the limits: a target whose fetch sleeps before a
+# retry holds no host or global slot (those are per request, in the fetcher), so the spares
+# keep the host at its limit meanwhile; when nobody sleeps they wait for a slot, holding none.
+SLACK = 0.25
 WRITE_BATCH = 200  # results per transaction
 WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
 FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
@@ -105,8 +110,9 @@ class HostQueue:
     each source's ``low`` asks its loader for another page. All on the event loop, so no locks.
     """
 
-    def __init__(self, limiter: HostLimiter, priority: Sequence[str] = ()) -> None:
+    def __init__(self, limiter: HostLimiter, priority: Sequence[str] = (), *, slack: float = 0.0) -> None:
         self._limiter = limiter
+        self._slack = slack
         self._pending: dict[str, deque[store.Planned]] = {}
         self._ring: deque[str] = deque()  # hosts of the shared source with pending targets
         self._priority = list(priority)
@@ -135,7 +141,8 @@ class HostQueue:
             queue = self._pending.get(host)
             if queue is None:
                 queue = self._pending[host] = deque()
-                self._limits[host] = self._limiter.policy(host).concurrency  # one lookup rule
+                limit = self._limiter.policy(host).concurrency  # one lookup rule
+                self._limits[host] = limit + math.ceil(limit * self._slack)
             if not queue and source == MAIN:
                 self._ring.append(host)
             queue.append(item)
@@ -236,7 +243,9 @@ class Run:
     async def execute(self) -> None:
         writer = self.writer = asyncio.create_task(self._writer())
         try:
-            async with Fetcher(self.settings.http, self.settings.safety, gate=self.request_gate) as fetcher:
+            # the fetcher's global slots are the requests in flight; the workers may be a few more
+            http = self.settings.http.model_copy(update={"concurrency": self.concurrency})
+            async with Fetcher(http, self.settings.safety, gate=self.request_gate) as fetcher:
                 await self._dispatch(fetcher)
         finally:
             if not writer.done():
@@ -295,9 +304,10 @@ class Run:
         ``shutdown_grace_seconds`` to finish; what is cut has no result and a resume redoes it.
         """
         bound = await self._bound(fetcher.limiter)
-        queue = HostQueue(fetcher.limiter, bound)
+        queue = HostQueue(fetcher.limiter, bound, slack=SLACK)
         loaders = [asyncio.create_task(self._feed(queue, source, bound)) for source in queue.sources]
-        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
+        count = self.concurrency + math.ceil(self.concurrency * SLACK)
+        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(count)}
         stop_wait = asyncio.create_task(self.stop.wait())
         try:
             running, watched = set(workers), {stop_wait, *loaders}
