@@ -1,7 +1,7 @@
 """httpx's transport interface over one shared aiohttp session, with nothing per request but the request.
 
 Why our own and not a general-purpose adapter: the engine sends millions of small requests
-(HEADs, 32 KB image windows) and the CPU per request decides how fast a run is on a small
+(HEADs, 8 KB image windows) and the CPU per request decides how fast a run is on a small
 machine. Everything that is the same for every request (timeouts, proxy, no body, no
 decompression, no redirects) is decided once here; the URL httpx already normalised and
 percent-encoded is handed to aiohttp as encoded; aiohttp's exceptions travel unchanged
