@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -381,3 +382,42 @@ def test_host_queue_serves_bound_hosts_first_and_loads_them_apart() -> None:
         assert not queue.finished and queue.sources["big"].low.is_set()  # below a page: load the next
 
     asyncio.run(scenario())
+
+
+def test_a_host_stays_at_its_limit_while_one_of_its_targets_waits_to_retry(
+    server: FixtureServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 503 whose retry waits 0.6 s holds no slot meanwhile: the host's other targets keep both of
+    its two slots busy through the wait (counted at the server, at the middle of the wait)."""
+
+    class TopOfTheJitter(random.Random):
+        def random(self) -> float:
+            return 0.999  # the backoff's full jitter at its ceiling: a wait of 0.6 s
+
+    monkeypatch.setattr(random, "Random", TopOfTheJitter)
+    # HEAD 503 falls back to GET at once; that GET's 503 is retried after the backoff
+    write(tmp_path, "flaky.md", article(server, webUrl="/flaky/2?key=wait"))
+    for i in range(12):
+        write(tmp_path, f"slow{i}.md", article(server, webUrl=f"/slow-headers/250?i={i}"))
+    s = settings_for(
+        tmp_path,
+        **{
+            "http.per_host_concurrency": 2,
+            "http.concurrency": 8,
+            "http.backoff_base": 0.6,
+            "http.backoff_max": 0.6,
+        },
+    )
+    outcome = asyncio.run(run_check(s, open_engine(s.database_url)))
+    assert outcome.counts == {"ok": 13}
+    head, first, retry = server.requests("/flaky/2")
+    assert (head.method, first.method, retry.method) == ("HEAD", "GET", "GET")
+    assert first.finished is not None and retry.started - first.finished >= 0.3  # it did wait
+    middle = (first.finished + retry.started) / 2
+    busy = [
+        r
+        for r in server.requests("/slow-headers/")
+        if r.started <= middle and (r.finished is None or r.finished >= middle)
+    ]
+    assert len(busy) == 2
+    assert max(server.peak_by_host().values()) == 2
