@@ -14,6 +14,7 @@ from ada_url import join_url
 
 from monitor.fetch.errors import scrub
 from monitor.fetch.facts import Progress
+from monitor.fetch.sendurl import send_url
 from monitor.types import FetchFailure, Hop
 from monitor.urls import InvalidUrl, normalise_url, redact_url
 
@@ -51,7 +52,7 @@ def fetchable_url(text: str) -> tuple[str, httpx.URL]:
     normal = normalise_url(text, max_length=MAX_URL_LENGTH)
     if isinstance(normal, InvalidUrl):
         raise httpx.InvalidURL(normal.reason)
-    return normal, httpx.URL(normal)
+    return normal, send_url(normal)
 
 
 def follow(
