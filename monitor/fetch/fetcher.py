@@ -79,11 +79,16 @@ class Fetcher:
         *,
         rng: random.Random | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
+        on_retry_wait: Callable[[Target, bool], None] | None = None,
     ) -> None:
         """``gate`` is awaited before every request sent, retries and redirect hops included
-        (a distributed shard uses it to stop at once when it no longer owns its hosts)."""
+        (a distributed shard uses it to stop at once when it no longer owns its hosts).
+        ``on_retry_wait(target, True)`` is called when a fetch starts sleeping before a retry
+        and ``(target, False)`` when it wakes: it holds no slot meanwhile, and a dispatcher
+        may lend its turn to another target."""
         self._http = http
         self._gate = gate
+        self._on_retry_wait = on_retry_wait
         proxy_host = httpx.URL(http.proxy).host if http.proxy else None
         # Behind a proxy the proxy resolves target names and connects; the proxy itself must be
         # reachable even on a private address ...
@@ -261,7 +266,14 @@ class Fetcher:
                 return  # no time left for another try; the last answer is the fact
             self.stats.retries += 1
             p.phase = "waiting to retry"
-            await asyncio.sleep(delay)
+            if self._on_retry_wait is None:
+                await asyncio.sleep(delay)
+                continue
+            self._on_retry_wait(target, True)
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._on_retry_wait(target, False)
 
     async def _chain(
         self, target: Target, start: httpx.URL, key: str, method: str, use_range: bool, p: Progress

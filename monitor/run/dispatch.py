@@ -10,7 +10,6 @@ at most the batch in hand; a resume checks only what has no result yet.
 from __future__ import annotations
 
 import asyncio
-import math
 import resource
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,10 +32,6 @@ log = structlog.get_logger("monitor.run")
 
 PAGE = 2000  # targets read from the plan per query
 HOST_PAGE = 500  # targets read per query for a bound host (see bound_hosts)
-# Workers, and targets taken per host, beyond the limits: a target whose fetch sleeps before a
-# retry holds no host or global slot (those are per request, in the fetcher), so the spares
-# keep the host at its limit meanwhile; when nobody sleeps they wait for a slot, holding none.
-SLACK = 0.25
 WRITE_BATCH = 200  # results per transaction
 WRITE_INTERVAL = 0.5  # seconds; a partial batch is written at least this often
 FD_RESERVE = 64  # descriptors kept for the database, logs and the event loop
@@ -110,9 +105,8 @@ class HostQueue:
     each source's ``low`` asks its loader for another page. All on the event loop, so no locks.
     """
 
-    def __init__(self, limiter: HostLimiter, priority: Sequence[str] = (), *, slack: float = 0.0) -> None:
+    def __init__(self, limiter: HostLimiter, priority: Sequence[str] = ()) -> None:
         self._limiter = limiter
-        self._slack = slack
         self._pending: dict[str, deque[store.Planned]] = {}
         self._ring: deque[str] = deque()  # hosts of the shared source with pending targets
         self._priority = list(priority)
@@ -141,8 +135,7 @@ class HostQueue:
             queue = self._pending.get(host)
             if queue is None:
                 queue = self._pending[host] = deque()
-                limit = self._limiter.policy(host).concurrency  # one lookup rule
-                self._limits[host] = limit + math.ceil(limit * self._slack)
+                self._limits[host] = self._limiter.policy(host).concurrency  # one lookup rule
             if not queue and source == MAIN:
                 self._ring.append(host)
             queue.append(item)
@@ -185,6 +178,16 @@ class HostQueue:
     def release(self, item: store.Planned) -> None:
         self._busy[item.target.host] -= 1
         self._wake_one()
+
+    def lend(self, host: str) -> None:
+        """A taken target of ``host`` sleeps before a retry: its turn goes to another target."""
+        self._busy[host] -= 1
+        self._wake_one()
+
+    def reclaim(self, host: str) -> None:
+        """The sleeper woke: it counts again (the host may be one over its limit for a moment;
+        the fetcher's own host slot still holds the requests in flight to the limit)."""
+        self._busy[host] += 1
 
     async def wait(self) -> None:
         """Until a slot frees, a page arrives or the run stops."""
@@ -243,9 +246,10 @@ class Run:
     async def execute(self) -> None:
         writer = self.writer = asyncio.create_task(self._writer())
         try:
-            # the fetcher's global slots are the requests in flight; the workers may be a few more
             http = self.settings.http.model_copy(update={"concurrency": self.concurrency})
-            async with Fetcher(http, self.settings.safety, gate=self.request_gate) as fetcher:
+            async with Fetcher(
+                http, self.settings.safety, gate=self.request_gate, on_retry_wait=self._retry_wait
+            ) as fetcher:
                 await self._dispatch(fetcher)
         finally:
             if not writer.done():
@@ -300,17 +304,19 @@ class Run:
         A worker sends its next request in the same event-loop step in which it finished the
         last one (no task per URL, no dispatcher hop between an answer and the next request),
         taking targets round-robin from the hosts that have work and a free slot, so a busy host
-        never holds a worker another host could use. On stop, requests in flight get
-        ``shutdown_grace_seconds`` to finish; what is cut has no result and a resume redoes it.
+        never holds a worker another host could use. A fetch that sleeps before a retry lends its
+        turn (``_retry_wait``). On stop, requests in flight get ``shutdown_grace_seconds`` to
+        finish; what is cut has no result and a resume redoes it.
         """
         bound = await self._bound(fetcher.limiter)
-        queue = HostQueue(fetcher.limiter, bound, slack=SLACK)
+        queue = self.queue = HostQueue(fetcher.limiter, bound)
         loaders = [asyncio.create_task(self._feed(queue, source, bound)) for source in queue.sources]
-        count = self.concurrency + math.ceil(self.concurrency * SLACK)
-        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(count)}
+        self.fetcher = fetcher
+        workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
         stop_wait = asyncio.create_task(self.stop.wait())
+        running = self.running = set(workers)  # spare workers join it while they work
         try:
-            running, watched = set(workers), {stop_wait, *loaders}
+            watched = {stop_wait, *loaders}
             while running and not self.stop.is_set():
                 done, _ = await asyncio.wait(running | watched, return_when=asyncio.FIRST_COMPLETED)
                 for task in done - {stop_wait}:
@@ -326,9 +332,10 @@ class Run:
                 await asyncio.gather(*rest, return_exceptions=True)
         finally:
             stop_wait.cancel()
-            for task in [*loaders, *workers]:
+            everyone = [*loaders, *workers, *running]
+            for task in everyone:
                 task.cancel()
-            await asyncio.gather(*loaders, *workers, return_exceptions=True)
+            await asyncio.gather(*everyone, return_exceptions=True)
 
     async def _feed(self, queue: HostQueue, source: str, bound: Sequence[str]) -> None:
         """Load ``source``'s plan pages whenever its buffer runs low, until it is exhausted."""
@@ -341,7 +348,16 @@ class Run:
                 return
             after_id = page[-1].url_id
 
-    async def _work(self, fetcher: Fetcher, queue: HostQueue) -> None:
+    def _retry_wait(self, target: Target, sleeping: bool) -> None:
+        """A fetch sleeps before a retry (or wakes): it holds no host or global slot meanwhile, so
+        its host's turn and its worker's place go to a spare worker that checks one target."""
+        if sleeping:
+            self.queue.lend(target.host)
+            self.running.add(asyncio.create_task(self._work(self.fetcher, self.queue, once=True)))
+        else:
+            self.queue.reclaim(target.host)
+
+    async def _work(self, fetcher: Fetcher, queue: HostQueue, *, once: bool = False) -> None:
         while not self.stop.is_set():
             item = queue.take()
             if item is None:
@@ -356,6 +372,8 @@ class Run:
             finally:
                 queue.release(item)
             await self._emit((item, outcome))
+            if once:
+                return
 
     async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
         """Hand a result (None: the end) to the writer; wait while it is too far behind.
