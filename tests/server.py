@@ -15,7 +15,7 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /hang-after-headers /drop /reset /wrong-length /gzip /gzip-bomb[?enc=br] /etag /flaky/{n}?key=
 /retry-after/{s}?key=[&code=&date=1] /429-always[?retry_after=] /cf-challenge /999
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
-/echo-headers /cookie-redirect.
+/echo-headers /cookie-redirect /forget-counters (benchmarks: flaky and retry-after fail again).
 Any route answers HEAD with ``?head_status=N`` (to force the GET fallback). Requests in absolute
 form (``GET http://any.example/status/200``) are served as a forward proxy would, marked ``proxied``.
 """
@@ -359,7 +359,7 @@ class FixtureServer:
             self._answered(conn)
             record.finished = time.monotonic()
             conn.record = None
-            if route != "stats":
+            if route not in ("stats", "forget-counters"):
                 with self._lock:
                     self._totals["requests"] += 1
                     self._totals["bytes_sent"] += record.bytes_sent
@@ -647,6 +647,13 @@ class FixtureServer:
         with self._lock:
             status = self._switches.get(key, 200)
         return await self._respond(conn, req, status, b"switch\n")
+
+    async def _r_forget_counters(self, conn: _Conn, req: _Request) -> bool:
+        """Forget the per-key counters of /flaky and /retry-after, so the next tool a benchmark runs
+        meets their failures too instead of the answers its predecessor already waited out."""
+        with self._lock:
+            self._counters.clear()
+        return await self._respond(conn, req, 200, b"forgotten\n")
 
     async def _r_stats(self, conn: _Conn, req: _Request) -> bool:
         """Totals for a benchmark driving a standalone server: requests, bytes sent, connections, and
