@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from check_bench import ROOT, served, start_server, stats
+from check_bench import ROOT, print_table, served, start_server, stats
 
 HOSTS = 21
 CACHE_HOST = 1  # the AMP cache host: every cdnAmpWebUrl
@@ -231,7 +231,6 @@ def main() -> None:
         global_floor = len(urls) * lat / args.concurrency
         host_floor = busiest * lat / args.per_host
         floor = max(global_floor, host_floor)
-        per_host_limit = args.per_host
         expected = collections.Counter(corpus.expect.values())
         print(
             f"{args.articles} articles, {len(urls)} distinct URLs over {HOSTS} hosts; busiest host "
@@ -279,20 +278,15 @@ def main() -> None:
             "requests",
             "host s",
         )
-        print(f"{'':18}" + "".join(f"{h:>10}" for h in heads))
-        for name, r in rows.items():
-            cells = (
-                r["wall_s"],
-                r["wall_s"] / floor,
-                r["cpu_s"],
-                r["cpu_s"] / len(urls) * 1000,
-                r["rss_mb"],
-                r["tree_mb"],
-                r["bytes"] / 1e6,
-                r["requests"],
-                r["busy_s"] / per_host_limit,
-            )
-            print(f"{name:18}{int(r['rc']):>10}" + "".join(f"{c:10.2f}" for c in cells))
+        print_table(
+            heads,
+            rows,
+            floor,
+            len(urls),
+            lambda r: [r["busy_s"] / args.per_host],
+            width=18,
+            lead=lambda r: f"{int(r['rc']):>10}",
+        )
         for name, counts in verdicts.items():
             print(f"{name} verdicts: {dict(sorted(counts.items()))}")
         for name in [n for n in rows if n.startswith("monitor") and "lychee" in rows]:

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,6 +131,34 @@ def write_corpus(folder: Path, ports: list[int], urls: int) -> list[str]:
         n += 6
         i += 1
     return every
+
+
+def print_table(
+    heads: Sequence[str],
+    rows: Mapping[str, Mapping[str, float]],
+    floor: float,
+    urls: int,
+    extra: Callable[[Mapping[str, float]], Sequence[float]],
+    *,
+    width: int,
+    lead: Callable[[Mapping[str, float]], str] = lambda r: "",
+) -> None:
+    """One line per tool: wall, × floor, CPU, CPU per 1,000 URLs, RSS, all processes' RSS, MB sent,
+    requests, then ``extra(row)``; ``lead(row)`` comes before them (e.g. the exit code)."""
+    print(f"{'':{width}}" + "".join(f"{h:>10}" for h in heads))
+    for name, r in rows.items():
+        cells = (
+            r["wall_s"],
+            r["wall_s"] / floor,
+            r["cpu_s"],
+            r["cpu_s"] / urls * 1000,
+            r["rss_mb"],
+            r["tree_mb"],
+            r["bytes"] / 1e6,
+            r["requests"],
+            *extra(r),
+        )
+        print(f"{name:{width}}{lead(r)}" + "".join(f"{c:10.2f}" for c in cells))
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -260,20 +289,7 @@ def main() -> None:
                 ],
             )
         heads = ("wall s", "xfloor", "CPU s", "CPU s/1k", "RSS MB", "all MB", "MB sent", "requests", "srv ms")
-        print(f"{'':14}" + "".join(f"{h:>10}" for h in heads))
-        for name, r in rows.items():
-            cells = (
-                r["wall_s"],
-                r["wall_s"] / floor,
-                r["cpu_s"],
-                r["cpu_s"] / len(urls) * 1000,
-                r["rss_mb"],
-                r["tree_mb"],
-                r["bytes"] / 1e6,
-                r["requests"],
-                r["server_ms"],
-            )
-            print(f"{name:14}" + "".join(f"{c:10.2f}" for c in cells))
+        print_table(heads, rows, floor, len(urls), lambda r: [r["server_ms"]], width=14)
         first, second = rows["monitor run 1"], rows["monitor run 2"]
         print(f"second run bytes / first run bytes: {second['bytes'] / max(first['bytes'], 1):.3f}")
         if "lychee" in rows:

@@ -9,13 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner, Result
 
 from monitor.cli import app
-from monitor.logs import close_logging
 from monitor.store.db import create, head_revision, upgrade
 from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer
@@ -25,13 +23,7 @@ runner = CliRunner()
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\S*"  # an ISO timestamp as `status` prints it
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> Iterator[None]:
-    """`monitor check` configures logging in this process; leave structlog as it was found."""
-    yield
-    close_logging()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+pytestmark = pytest.mark.usefixtures("plain_structlog")  # in-process runs configure logging
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

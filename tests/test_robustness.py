@@ -20,17 +20,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.logs import close_logging
 from monitor.run.check import run_check
 from monitor.store.db import open_engine
 from tests.server import FixtureServer
@@ -70,13 +67,7 @@ main()
 """
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> Iterator[None]:
-    """In-process CLI runs configure logging; leave structlog as it was found."""
-    yield
-    close_logging()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+pytestmark = pytest.mark.usefixtures("plain_structlog")  # in-process runs configure logging
 
 
 def slow_corpus(server: FixtureServer, tmp_path: Path, n: int, path: str = "/slow-headers/150") -> None:

@@ -14,17 +14,15 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import structlog
 from sqlalchemy import Engine, inspect, select, text
 
 from monitor.config import Settings
-from monitor.logs import close_logging, configure_logging
+from monitor.logs import configure_logging
 from monitor.run.check import RunOutcome, run_check
 from monitor.store.db import open_engine
 from monitor.store.models import FindingRow, ResultRow, UrlRow
@@ -38,13 +36,7 @@ SECRET_HEADER = "Bearer hdr-S3cr3tToken"
 INVENTORY = {("url", "url"), ("occurrence", "raw_url")}
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> Iterator[None]:
-    """Tests that configure logging leave structlog as they found it."""
-    yield
-    close_logging()
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+pytestmark = pytest.mark.usefixtures("plain_structlog")  # in-process runs configure logging
 
 
 def strict(tmp_path: Path, **extra: object) -> Settings:
