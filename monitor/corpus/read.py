@@ -48,7 +48,11 @@ def _read_bytes(file: CorpusFile, max_bytes: int) -> tuple[bytes, int] | CorpusE
         if info.st_size > max_bytes:
             return _too_large(file, info.st_size, max_bytes)
         with open(fd, "rb", closefd=False) as handle:
-            data = handle.read(max_bytes + 1)
+            # ask for the stat size (+1 to see growth), not the limit: read(limit) allocates the
+            # whole limit for every file, which cost a sixth of parsing (profiled)
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:  # grew since fstat: read on, up to the limit
+                data += handle.read(max_bytes + 1 - len(data))
     except OSError as exc:
         return CorpusError(file.path, CorpusErrorKind.UNREADABLE, exc.strerror or str(exc))
     finally:

@@ -168,7 +168,7 @@ def parse_chunk(
             occurrences, findings = extract(
                 result, max_url_length=corpus.max_url_length, amp_template=corpus.amp_cache_template
             )
-            out.append((item, ids.get(item.path), store.Parsed(result, occurrences, findings)))
+            out.append((item, ids.get(item.path), store.Parsed.of(result, occurrences, findings)))
     return out
 
 

@@ -7,6 +7,7 @@ which upgrades the schema with Alembic before anything else touches it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,62 @@ def dialect_insert(conn: Connection, table: Any) -> Any:
 def insert_ignore(conn: Connection, table: Any) -> Any:
     """INSERT that skips rows whose key already exists."""
     return dialect_insert(conn, table).on_conflict_do_nothing()
+
+
+# (SQL, bind names in order, bind processors, positional?, defaults of the columns rows leave out)
+_Prepared = tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]], bool, dict[str, Any]]
+_PREPARED: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
+
+
+def executemany(conn: Connection, name: str, build: Callable[[], Any], rows: list[dict[str, Any]]) -> None:
+    """One executemany of ``rows`` with the statement compiled once per dialect and key set.
+
+    Why not ``conn.execute(stmt, rows)``: SQLAlchemy rebuilds and converts every row's
+    parameters in Python, which cost more CPU than SQLite's own work on the result rows and
+    ran on the writer thread, competing with the event loop for the GIL. Here each row
+    becomes a plain tuple (or dict, for named paramstyles), with the column types' own bind
+    processors (e.g. SQLite's datetime formatting) applied to the columns that have one, and
+    the columns' scalar defaults to the columns the rows leave out.
+    """
+    keys = tuple(rows[0])
+    cache_key = (conn.dialect.name, name, keys)
+    prepared = _PREPARED.get(cache_key)
+    if prepared is None:
+        stmt = build()
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+        names = tuple(compiled.positiontup or compiled.binds)
+        defaults: dict[str, Any] = {}
+        for bind in names:
+            if bind not in keys:
+                default = stmt.table.c[bind].default
+                if default is None or not default.is_scalar:
+                    raise ValueError(
+                        f"{name}: the rows give no value for column {bind!r}, which has no default"
+                    )
+                defaults[bind] = default.arg
+        processors = {
+            bind: proc
+            for bind in names
+            if (proc := compiled.binds[bind].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+            is not None
+        }
+        prepared = _PREPARED[cache_key] = (
+            str(compiled),
+            names,
+            processors,
+            bool(compiled.positiontup),
+            defaults,
+        )
+    sql, names, processors, positional, defaults = prepared
+    if defaults:
+        rows = [{**defaults, **row} for row in rows]
+    if positional:
+        params: list[Any] = [
+            tuple(processors[n](row[n]) if n in processors else row[n] for n in names) for row in rows
+        ]
+    else:
+        params = [{n: processors[n](row[n]) if n in processors else row[n] for n in names} for row in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def normalise_db_url(url: str) -> str:

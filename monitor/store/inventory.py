@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from monitor.store.db import insert_ignore
+from monitor.store.db import executemany, insert_ignore
 from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, URLS
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
 from monitor.urls import host_key
@@ -30,13 +30,50 @@ class KnownFile:
     deleted: bool
 
 
+# (url, raw_url, location, role, related, declared width, declared height)
+OccurrenceRow = tuple[str | None, str, str, str, bool, int | None, int | None]
+# (location, kind, message, value, expected)
+FindingRow = tuple[str, str, str, str | None, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """One article read this run, with what the links stage found in it."""
+    """One article read this run, as the rows the inventory stores: no body, no metadata.
 
-    article: Article
-    occurrences: list[Occurrence]
-    findings: list[Finding]
+    Built in a parse worker and pickled back to the writer, so it holds plain tuples:
+    pickling a slots dataclass per occurrence cost more than parsing it (profiled).
+    """
+
+    path: str
+    title: str | None
+    size: int
+    mtime_ns: int
+    sha256: str
+    occurrences: list[OccurrenceRow]
+    findings: list[FindingRow]
+
+    @classmethod
+    def of(cls, article: Article, occurrences: Iterable[Occurrence], findings: Iterable[Finding]) -> Parsed:
+        return cls(
+            article.path,
+            article.title,
+            article.size,
+            article.mtime_ns,
+            article.sha256,
+            [
+                (
+                    o.url,
+                    o.raw_url,
+                    o.location[:300],
+                    o.role.value,
+                    o.related,
+                    o.declared.width if o.declared else None,
+                    o.declared.height if o.declared else None,
+                )
+                for o in occurrences
+            ],
+            [(f.location[:300], f.kind.value, f.message, f.value, f.expected) for f in findings],
+        )
 
 
 def known_files(engine: Engine) -> dict[str, KnownFile]:
@@ -55,18 +92,23 @@ def known_files(engine: Engine) -> dict[str, KnownFile]:
         return {r[0]: KnownFile(r[1], r[2], r[3], r[4], r[5] is not None) for r in rows}
 
 
-def _kind_for(roles: Iterable[Role]) -> str:
-    return TargetKind.IMAGE.value if any(r.is_image for r in roles) else TargetKind.PAGE.value
+_IMAGE_ROLES = frozenset(r.value for r in Role if r.is_image)
 
 
-def url_ids(conn: Connection, urls: dict[str, set[Role]], now: datetime) -> dict[str, int]:
+def _kind_for(roles: Iterable[str]) -> str:
+    return TargetKind.IMAGE.value if any(r in _IMAGE_ROLES for r in roles) else TargetKind.PAGE.value
+
+
+def url_ids(conn: Connection, urls: dict[str, set[str]], now: datetime) -> dict[str, int]:
     """Ids for normalised URLs, inserting the new ones; an image role wins over page roles."""
     out: dict[str, int] = {}
     items = list(urls.items())
     for start in range(0, len(items), _IN_CHUNK):
         chunk = items[start : start + _IN_CHUNK]
-        conn.execute(
-            insert_ignore(conn, URLS),
+        executemany(
+            conn,
+            "inventory_url",
+            lambda: insert_ignore(conn, URLS),
             [
                 {"url": u, "host": host_key(u), "kind": _kind_for(roles), "first_seen": now}
                 for u, roles in chunk
@@ -90,7 +132,7 @@ def _article_ids(
 ) -> list[int]:
     """Insert or update the article rows of a batch with two executemany calls and one SELECT."""
 
-    def values(art: Article) -> dict[str, object]:
+    def values(art: Parsed) -> dict[str, object]:
         return {
             "title": art.title,
             "size": art.size,
@@ -100,8 +142,8 @@ def _article_ids(
             "deleted_at": None,
         }
 
-    fresh = [p.article for p in batch if p.article.path not in known]
-    old = [p.article for p in batch if p.article.path in known]
+    fresh = [p for p in batch if p.path not in known]
+    old = [p for p in batch if p.path in known]
     if fresh:
         conn.execute(insert(ARTICLES), [{"path": a.path, "first_seen": now, **values(a)} for a in fresh])
     if old:
@@ -123,7 +165,7 @@ def _article_ids(
                     ).all()
                 )
             )
-    return [ids[p.article.path] if p.article.path in ids else known[p.article.path].id for p in batch]
+    return [ids[p.path] if p.path in ids else known[p.path].id for p in batch]
 
 
 def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
@@ -139,45 +181,44 @@ def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownF
         return
     with engine.begin() as conn:
         ids = _article_ids(conn, batch, known, now)
-        _clear_article(conn, [i for i, p in zip(ids, batch, strict=True) if p.article.path in known])
-        wanted: dict[str, set[Role]] = {}
+        _clear_article(conn, [i for i, p in zip(ids, batch, strict=True) if p.path in known])
+        wanted: dict[str, set[str]] = {}
         for p in batch:
             for occ in p.occurrences:
-                if occ.url is not None:
-                    wanted.setdefault(occ.url, set()).add(occ.role)
+                if occ[0] is not None:
+                    wanted.setdefault(occ[0], set()).add(occ[3])
         uid = url_ids(conn, wanted, now)
-        occ_rows = []
-        find_rows = []
-        for aid, p in zip(ids, batch, strict=True):
-            for occ in p.occurrences:
-                occ_rows.append(
-                    {
-                        "article_id": aid,
-                        "url_id": uid.get(occ.url) if occ.url else None,
-                        "raw_url": occ.raw_url,
-                        "location": occ.location[:300],
-                        "role": occ.role.value,
-                        "related": occ.related,
-                        "declared_width": occ.declared.width if occ.declared else None,
-                        "declared_height": occ.declared.height if occ.declared else None,
-                    }
-                )
-            for f in p.findings:
-                find_rows.append(
-                    {
-                        "article_id": aid,
-                        "location": f.location[:300],
-                        "kind": f.kind.value,
-                        "message": f.message,
-                        "value": f.value,
-                        "expected": f.expected,
-                    }
-                )
+        occ_rows = [
+            {
+                "article_id": aid,
+                "url_id": uid[url] if url else None,
+                "raw_url": raw,
+                "location": location,
+                "role": role,
+                "related": related,
+                "declared_width": width,
+                "declared_height": height,
+            }
+            for aid, p in zip(ids, batch, strict=True)
+            for url, raw, location, role, related, width, height in p.occurrences
+        ]
+        find_rows = [
+            {
+                "article_id": aid,
+                "location": location,
+                "kind": kind,
+                "message": message,
+                "value": value,
+                "expected": expected,
+            }
+            for aid, p in zip(ids, batch, strict=True)
+            for location, kind, message, value, expected in p.findings
+        ]
         if occ_rows:
-            conn.execute(insert(OCCURRENCES), occ_rows)
+            executemany(conn, "occurrence", lambda: insert(OCCURRENCES), occ_rows)
         if find_rows:
-            conn.execute(insert(FINDINGS), find_rows)
-        paths = [p.article.path for p in batch]
+            executemany(conn, "finding", lambda: insert(FINDINGS), find_rows)
+        paths = [p.path for p in batch]
         for start in range(0, len(paths), _IN_CHUNK):
             conn.execute(
                 delete(CORPUS_ERRORS).where(CORPUS_ERRORS.c.path.in_(paths[start : start + _IN_CHUNK]))

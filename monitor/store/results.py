@@ -8,14 +8,13 @@ duplicates them. ``previous_results`` gives the facts a 304 answer keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
-from monitor.store.db import insert_ignore
+from monitor.store.db import executemany, insert_ignore
 from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, STATE_CHANGES, URLS
 from monitor.types import Role, Size
 
@@ -116,12 +115,12 @@ class BatchWrite:
 
 def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime) -> None:
     if batch.results:
-        _executemany(conn, "result", lambda: insert_ignore(conn, RESULTS), batch.results)
+        executemany(conn, "result", lambda: insert_ignore(conn, RESULTS), batch.results)
     if batch.size_checks:
-        _executemany(conn, "size_check", lambda: insert_ignore(conn, SIZE_CHECKS), batch.size_checks)
+        executemany(conn, "size_check", lambda: insert_ignore(conn, SIZE_CHECKS), batch.size_checks)
     if batch.url_updates:
         keys = [k for k in batch.url_updates[0] if k != "b_id"]
-        _executemany(
+        executemany(
             conn,
             "url_state",
             lambda: (
@@ -136,39 +135,3 @@ def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime)
         .where(RUNS.c.id == run_id)
         .values(heartbeat_at=now, checked=RUNS.c.checked + len(batch.results))
     )
-
-
-_Prepared = tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]], bool]
-_PREPARED: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
-
-
-def _executemany(conn: Connection, name: str, build: Callable[[], Any], rows: list[dict[str, Any]]) -> None:
-    """One executemany of ``rows`` with the statement compiled once per dialect and key set.
-
-    Why not ``conn.execute(stmt, rows)``: SQLAlchemy rebuilds and converts every row's
-    parameters in Python, which cost more CPU than SQLite's own work on the result rows and
-    ran on the writer thread, competing with the event loop for the GIL. Here each row
-    becomes a plain tuple (or dict, for named paramstyles), with the column types' own bind
-    processors (e.g. SQLite's datetime formatting) applied to the columns that have one.
-    """
-    keys = tuple(rows[0])
-    cache_key = (conn.dialect.name, name, keys)
-    prepared = _PREPARED.get(cache_key)
-    if prepared is None:
-        compiled = build().compile(dialect=conn.dialect, column_keys=list(keys))
-        names = tuple(compiled.positiontup or compiled.binds)
-        processors = {
-            bind: proc
-            for bind in names
-            if (proc := compiled.binds[bind].type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
-            is not None
-        }
-        prepared = _PREPARED[cache_key] = (str(compiled), names, processors, bool(compiled.positiontup))
-    sql, names, processors, positional = prepared
-    if positional:
-        params: list[Any] = [
-            tuple(processors[n](row[n]) if n in processors else row[n] for n in names) for row in rows
-        ]
-    else:
-        params = [{n: processors[n](row[n]) if n in processors else row[n] for n in names} for row in rows]
-    conn.exec_driver_sql(sql, params)
