@@ -237,7 +237,7 @@ class DistributedSettings(_Section):
     queue: str = "link-media-monitor"
     shard_size: Annotated[int, Field(ge=1)] = 2000
     host_split_threshold: Annotated[int, Field(ge=1)] = 10000
-    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    worker_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     heartbeat_seconds: Annotated[float, Field(gt=0)] = 10.0
     stall_seconds: Annotated[float, Field(gt=0)] = 120.0
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 5

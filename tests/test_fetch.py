@@ -33,6 +33,7 @@ from monitor.fetch.errors import classify_exception
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.guard import BlockedAddress
 from monitor.fetch.headers import IMAGE_FIRST_WINDOW
+from monitor.fetch.hosts import ProcessLimits
 from monitor.run.check import run_check
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, SizeCheckRow, UrlRow
@@ -570,6 +571,27 @@ async def test_per_host_peak_in_flight_never_exceeds_the_limit(server: FixtureSe
     assert server.peak_by_host() == {f"127.0.0.1:{port}": 2, f"localhost:{port}": 1}
     assert stats.host_peak_in_flight == {f"127.0.0.1:{port}": 2, f"localhost:{port}": 1}
     assert stats.peak_in_flight <= 3
+    assert server.peak_by_route()["slow-headers"] == 3
+
+
+async def test_fetchers_sharing_process_limits_keep_one_global_and_one_per_host_limit(
+    server: FixtureServer,
+) -> None:
+    """Two fetchers at once (a worker's two shards) share ProcessLimits: the process as a whole
+    keeps ``concurrency`` and each host its limit, at the server, not twice each."""
+    port = server.port
+    settings = http_settings(concurrency=3, per_host_concurrency=2)
+    limits = ProcessLimits(settings)
+    urls = [
+        server.url(f"/slow-headers/60?i={i}", host) for i in range(8) for host in ("127.0.0.1", "localhost")
+    ]
+    async with (
+        Fetcher(settings, LOOPBACK, limits=limits) as one,
+        Fetcher(settings, LOOPBACK, limits=limits) as two,
+    ):
+        outcomes = await asyncio.gather(*(f.fetch(target(url, IMAGE)) for url in urls for f in (one, two)))
+    assert [o.status for o in outcomes] == [200] * 32
+    assert server.peak_by_host() == {f"127.0.0.1:{port}": 2, f"localhost:{port}": 2}
     assert server.peak_by_route()["slow-headers"] == 3
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import Connection, Engine
 from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue, runs
+from monitor.fetch.hosts import ProcessLimits
 from monitor.run.batch import save_results, write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.store import plan as store
@@ -63,9 +64,17 @@ class _Guard:
 class ShardRun(Run):
     """The run dispatcher + writer over one shard's targets, with fenced batch writes."""
 
-    def __init__(self, settings: Settings, engine: Engine, claim: ledger.Claim, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        claim: ledger.Claim,
+        stop: asyncio.Event,
+        limits: ProcessLimits | None = None,
+    ) -> None:
         scope = RunScope(claim.run_id, claim.only_failing, hosts=claim.hosts, id_range=claim.id_range)
         super().__init__(settings, engine, scope, stop, total=claim.url_count)
+        self.limits = limits
         self.claim = claim
         self.guard = _Guard(claim)
         self.lost = False
@@ -136,8 +145,12 @@ async def run_shard(
     shard_id: int,
     job_id: int | None,
     stopping: asyncio.Event,
+    limits: ProcessLimits | None = None,
 ) -> str:
-    """Claim and check one shard; returns what happened (done, skipped, lost, handed_back, failed)."""
+    """Claim and check one shard; returns what happened (done, skipped, lost, handed_back, failed).
+
+    ``limits``: the worker's global and per-host slots, shared by the shards it runs at once.
+    """
     d = settings.distributed
     claim = await asyncio.to_thread(ledger.claim, engine, shard_id, worker_name(), job_id)
     if claim is None:
@@ -146,7 +159,7 @@ async def run_shard(
     structlog.contextvars.bind_contextvars(run_id=run_id, shard_id=shard_id)
     log.info("shard.started", attempt=claim.attempt, hosts=len(claim.hosts), urls=claim.url_count)
     stop = asyncio.Event()
-    runner = ShardRun(settings, engine, claim, stop)
+    runner = ShardRun(settings, engine, claim, stop, limits)
     beat = asyncio.create_task(_heartbeat(engine, runner, d.heartbeat_seconds, stop))
     relay = asyncio.create_task(_relay(stopping, stop))
     try:
@@ -272,10 +285,11 @@ async def serve(settings: Settings, engine: Engine, concurrency: int | None = No
     slots = concurrency or d.worker_concurrency
     app = queue.build_app(settings, pool_size=slots + 3)
     stopping = asyncio.Event()
+    limits = ProcessLimits(settings.http)  # the worker keeps http.concurrency however many shards run
 
     @app.task(name=queue.CHECK_SHARD, queue=d.queue, pass_context=True)
     async def check_shard(context: Any, run_id: int, shard_id: int) -> str:
-        return await run_shard(settings, engine, app, run_id, shard_id, context.job.id, stopping)
+        return await run_shard(settings, engine, app, run_id, shard_id, context.job.id, stopping, limits)
 
     loop = asyncio.get_running_loop()
     async with app.open_async():

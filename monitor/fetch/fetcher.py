@@ -54,7 +54,7 @@ from monitor.fetch.errors import FOREIGN, classify_exception, scrub
 from monitor.fetch.facts import FetchStats, Progress, outcome
 from monitor.fetch.guard import AddressGuard, GuardedResolver
 from monitor.fetch.headers import RequestHeaders, credentials_as_header, header_dict
-from monitor.fetch.hosts import HostLimiter, host_settings
+from monitor.fetch.hosts import HostLimiter, ProcessLimits, host_settings
 from monitor.fetch.redirects import REDIRECT_STATUSES, ChainCookies, fetchable_url, follow
 from monitor.fetch.retry import backoff, parse_retry_after, should_retry
 from monitor.fetch.transport import SessionTransport, bodyless_request
@@ -80,12 +80,14 @@ class Fetcher:
         rng: random.Random | None = None,
         gate: Callable[[], Awaitable[None]] | None = None,
         on_retry_wait: Callable[[Target, bool], None] | None = None,
+        limits: ProcessLimits | None = None,
     ) -> None:
         """``gate`` is awaited before every request sent, retries and redirect hops included
         (a distributed shard uses it to stop at once when it no longer owns its hosts).
         ``on_retry_wait(target, True)`` is called when a fetch starts sleeping before a retry
         and ``(target, False)`` when it wakes: it holds no slot meanwhile, and a dispatcher
-        may lend its turn to another target."""
+        may lend its turn to another target. ``limits``: global slots and host limits shared
+        with other fetchers of this process (default: this fetcher's own)."""
         self._http = http
         self._gate = gate
         self._on_retry_wait = on_retry_wait
@@ -96,7 +98,8 @@ class Fetcher:
         # ... so a name is resolved here first and refused if any of its addresses is refused
         self._vet_names = bool(http.proxy) and not (safety or SafetySettings()).trust_proxy_dns
         self._resolver: GuardedResolver | None = None
-        self._limiter = HostLimiter.from_settings(http)
+        self._limits = limits
+        self._limiter = limits.limiter if limits is not None else HostLimiter.from_settings(http)
         self._rules = [(re.compile(rule.pattern), rule.replacement) for rule in http.remap]
         self._rng = rng or random.Random()
         self.stats = FetchStats(host_peak_in_flight=self._limiter.peaks)
@@ -114,7 +117,7 @@ class Fetcher:
         http = self._http
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         ssl_context = httpx.create_ssl_context(verify=True) if http.verify_tls else None
-        self._global = asyncio.Semaphore(http.concurrency)
+        self._global = self._limits.slots if self._limits is not None else asyncio.Semaphore(http.concurrency)
         self._resolver = GuardedResolver(self._guard)
         if http.http2:
             self._transport = Http2Transport(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from monitor.config import HostSettings, HttpSettings
 
-__all__ = ["ADAPTIVE_START", "HostLimiter", "HostPolicy", "host_settings"]
+__all__ = ["ADAPTIVE_START", "HostLimiter", "HostPolicy", "ProcessLimits", "host_settings"]
 
 ADAPTIVE_START = 0.5  # seconds added between starts after the first 429 (lychee's starting delay)
 
@@ -171,3 +171,16 @@ class HostLimiter:
     def peak(self, key: str) -> int:
         """The most requests this host ever had in flight at once."""
         return self.peaks.get(key, 0)
+
+
+class ProcessLimits:
+    """One process's global slots and host limiter, for fetchers that run at the same time.
+
+    A distributed worker checks several shards at once so that one shard's slow tail (a
+    timeout, a Retry-After pause) never leaves the worker idle; their fetchers share these,
+    so the worker as a whole keeps ``http.concurrency`` and every per-host limit.
+    """
+
+    def __init__(self, http: HttpSettings) -> None:
+        self.limiter = HostLimiter.from_settings(http)
+        self.slots = asyncio.Semaphore(http.concurrency)

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from monitor import alerts
 from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
-from monitor.fetch.hosts import HostLimiter
+from monitor.fetch.hosts import HostLimiter, ProcessLimits
 from monitor.run.batch import save_results, write_with_retry
 from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
@@ -229,6 +229,7 @@ class Run:
         self.scope = scope
         self.run_id = scope.run_id
         self.request_gate: Callable[[], Awaitable[None]] | None = None  # awaited before every request
+        self.limits: ProcessLimits | None = None  # slots shared with the process's other runs
         self.stop = stop
         self.total = total
         self.on_progress = on_progress
@@ -248,7 +249,11 @@ class Run:
         try:
             http = self.settings.http.model_copy(update={"concurrency": self.concurrency})
             async with Fetcher(
-                http, self.settings.safety, gate=self.request_gate, on_retry_wait=self._retry_wait
+                http,
+                self.settings.safety,
+                gate=self.request_gate,
+                on_retry_wait=self._retry_wait,
+                limits=self.limits,
             ) as fetcher:
                 await self._dispatch(fetcher)
         finally:
