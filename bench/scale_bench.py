@@ -75,6 +75,30 @@ def verdicts(db: str, schema: str) -> dict[str, str]:
     return {str(u): str(v) for u, v in rows}
 
 
+def phases(db: str, schema: str, t0: float, wall: float) -> None:
+    """Where a distributed run's time went: inventory and planning, queue pick-up, shards, fan-in."""
+    (run_start, run_end), *_ = q(
+        db, schema, "SELECT extract(epoch FROM started_at), extract(epoch FROM finished_at) FROM run"
+    )
+    shards = q(
+        db,
+        schema,
+        "SELECT worker, url_count, extract(epoch FROM started_at), extract(epoch FROM finished_at) "
+        "FROM run_shard ORDER BY started_at",
+    )
+    first = min(float(s[2]) for s in shards)
+    last = max(float(s[3]) for s in shards)
+    lengths = sorted(float(s[3]) - float(s[2]) for s in shards)
+    print(
+        f"  {schema}: run row at {float(run_start) - t0:.1f} s (inventory before it), first shard starts "
+        f"{first - float(run_start):.1f} s later, last shard ends at {last - t0:.1f} s, run finalized at "
+        f"{float(run_end) - t0:.1f} s, check returned at {wall:.1f} s; {len(shards)} shards of "
+        f"{min(int(s[1]) for s in shards)}-{max(int(s[1]) for s in shards)} URLs took "
+        f"{lengths[0]:.1f}-{lengths[-1]:.1f} s (median {lengths[len(lengths) // 2]:.1f} s)",
+        flush=True,
+    )
+
+
 def forget(port: int) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/forget-counters", timeout=10) as answer:
         answer.read()  # every mode meets the same 503s and 429s
@@ -103,6 +127,7 @@ def run_mode(
     forget(port)
     cpu0 = children_cpu()
     started = time.perf_counter()
+    started_wall = time.time()
     cmd = [*base, "check", "--format", "json", "--output", str(work / f"{schema}.json")]
     if workers:
         cmd.insert(len(base) + 1, "--wait-run")
@@ -116,6 +141,8 @@ def run_mode(
     if done.returncode not in (0, 2):
         print(f"{schema}: exit {done.returncode}: {done.stderr.strip()[-400:]}", file=sys.stderr)
     found = verdicts(db, schema)
+    if workers:
+        phases(db, schema, started_wall, wall)
     row: dict[str, object] = {
         "exit": done.returncode,
         "wall s": wall,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 
 from monitor.config import ConfigError, load_settings
 from monitor.distributed.executor import ProcrastinateExecutor, executor_for
+from monitor.distributed.runs import timeline
 from monitor.run import shards
 from monitor.run.check import RunRequest
 from monitor.run.executors import LocalExecutor
@@ -68,6 +70,34 @@ def test_plan_splits_a_giant_host_into_locked_slices() -> None:
 
 
 # --- configuration and schema -----------------------------------------------------------
+
+
+def test_timeline_splits_a_run_into_pickup_checking_and_fanin() -> None:
+    """The figures `monitor runs N` and run.finalized give, from shard rows alone."""
+    from types import SimpleNamespace
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(s: float) -> datetime:
+        return t0 + timedelta(seconds=s)
+
+    shards = [
+        SimpleNamespace(started_at=at(0.5), finished_at=at(4.0)),
+        SimpleNamespace(started_at=at(0.7), finished_at=at(9.5)),
+        SimpleNamespace(started_at=None, finished_at=None),  # never ran (cancelled)
+    ]
+    assert timeline(t0, at(10.0), shards) == {
+        "pickup_s": 0.5,
+        "checking_s": 9.0,
+        "longest_shard_s": 8.8,
+        "fanin_s": 0.5,
+    }
+    assert timeline(t0, None, [*shards[:1], SimpleNamespace(started_at=at(1), finished_at=None)]) == {
+        "pickup_s": 0.5,
+        "checking_s": 3.5,
+        "longest_shard_s": 3.5,
+    }
+    assert timeline(t0, None, shards[2:]) == {}
 
 
 def test_distributed_mode_refuses_sqlite(tmp_path: Path) -> None:
@@ -414,6 +444,15 @@ def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
     ids = [keys["event_id"] for _, keys in emitted]
     assert len(set(ids)) == len(ids) == 93 and all(i.startswith(f"{run_id}:") for i in ids)
     farm.assert_exactly_once(run_id)
+    # where the time went: the check's run.started and the finalizer's run.finalized, and `runs N`
+    lines = done.stderr.splitlines() + done.stdout.splitlines()
+    started = [json.loads(x) for x in lines if '"run.started"' in x]
+    assert started and all(started[0][k] >= 0 for k in ("inventory_s", "plan_s", "enqueue_s"))
+    (final,) = farm.finalized(run_id)
+    assert final["pickup_s"] >= 0 and final["checking_s"] >= final["longest_shard_s"] > 0
+    assert final["fanin_s"] >= 0
+    shown = subprocess.run(farm.monitor("runs", str(run_id)), capture_output=True, text=True, cwd=ROOT)
+    assert "timeline: first shard picked up " in shown.stdout and "(longest " in shown.stdout
 
 
 @pytest.mark.postgres

@@ -189,4 +189,16 @@ def format_runs(engine: Engine, run_id: int | None, limit: int = 10) -> str:
     lines = _table(runs_rows)
     if len(shard_rows) > 1:
         lines += ["", *_table(shard_rows)]
+    if run_id is not None and (spans := progress(engine, run_id)["timeline"]):
+        lines += ["", "timeline: " + describe_timeline(spans)]
     return "\n".join(lines)
+
+
+def describe_timeline(spans: dict[str, float]) -> str:
+    """One line from ``distributed.runs.timeline``: queue pick-up, checking, the pacing shard, fan-in."""
+    parts = [f"first shard picked up {spans['pickup_s']:.1f} s after planning"]
+    if "checking_s" in spans:
+        parts.append(f"shards ran {spans['checking_s']:.1f} s (longest {spans['longest_shard_s']:.1f} s)")
+    if "fanin_s" in spans:
+        parts.append(f"closed {spans['fanin_s']:.1f} s after the last shard")
+    return "; ".join(parts)

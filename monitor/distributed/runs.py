@@ -87,14 +87,22 @@ async def start_run(
             log.warning("run.interrupted", run_id=run_id, reason="found unfinished when taking the lock")
         await asyncio.to_thread(deliver_pending, settings, engine)  # alerts of runs whose emitter died
         inventory = None
+        began = time.perf_counter()
         if not only_failing:
             inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
+        planning = time.perf_counter()
         run_id, planned, total = await asyncio.to_thread(
             plan_run, settings, engine, holder, trigger, only_failing
         )
+        planned_at = time.perf_counter()
     except BaseException:
         await asyncio.to_thread(lease.release, engine, lease.CORPUS_CHECK, holder)
         raise
+    d = settings.distributed
+    app = queue.build_app(settings, pool_size=2)
+    async with app.open_async():
+        for shard_id, lock in planned:
+            await queue.defer_shard(app, d.queue, run_id, shard_id, lock)
     log.info(
         "run.started",
         run_id=run_id,
@@ -102,12 +110,10 @@ async def start_run(
         targets=total,
         shards=len(planned),
         executor="procrastinate",
+        inventory_s=round(planning - began, 3),
+        plan_s=round(planned_at - planning, 3),
+        enqueue_s=round(time.perf_counter() - planned_at, 3),
     )
-    d = settings.distributed
-    app = queue.build_app(settings, pool_size=2)
-    async with app.open_async():
-        for shard_id, lock in planned:
-            await queue.defer_shard(app, d.queue, run_id, shard_id, lock)
     if not planned:
         await asyncio.to_thread(finalize, settings, engine, run_id)
     return run_id, len(planned), total, inventory
@@ -186,7 +192,9 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
             events = alert_events(run_id, ledger.run_events(conn, run_id), settings)
     by_verdict, by_severity = store.run_counts(engine, run_id)
     duration = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
-    log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked)
+    with engine.connect() as conn:
+        spans = timeline(run.started_at, run.finished_at, ledger.shards_of(conn, run_id))
+    log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked, **spans)
     if state == "finished" and run.trigger == "schedule":
         write_run_reports(engine, settings.reports, run_id)
     return RunOutcome(
@@ -349,6 +357,28 @@ async def wait_run(engine: Engine, settings: Settings, run_id: int, on_progress:
         await asyncio.sleep(min(1.0, settings.distributed.heartbeat_seconds))
 
 
+def timeline(started: datetime, finished: datetime | None, shards: Sequence[Any]) -> dict[str, float]:
+    """Where a distributed run's time went after planning, from its shard rows (seconds).
+
+    ``pickup_s``: from the run row to the first shard start (queue latency); ``checking_s``:
+    first shard start to last shard end; ``longest_shard_s``: the shard that set the pace;
+    ``fanin_s``: last shard end to the run's close. Empty until a shard has started.
+    """
+    ran = [(s.started_at, s.finished_at) for s in shards if s.started_at is not None]
+    if not ran:
+        return {}
+    first = min(a for a, _ in ran)
+    ends = [b for _, b in ran if b is not None]
+    out = {"pickup_s": round((first - started).total_seconds(), 3)}
+    if ends:
+        last = max(ends)
+        out["checking_s"] = round((last - first).total_seconds(), 3)
+        out["longest_shard_s"] = round(max((b - a).total_seconds() for a, b in ran if b is not None), 3)
+        if finished is not None:
+            out["fanin_s"] = round((finished - last).total_seconds(), 3)
+    return out
+
+
 def progress(engine: Engine, run_id: int) -> dict[str, Any]:
     """Shards done/failed/running/queued, URLs checked and hand-backs of one run."""
     with engine.connect() as conn:
@@ -370,4 +400,5 @@ def progress(engine: Engine, run_id: int) -> dict[str, Any]:
         "requeues": sum(s.requeues for s in rows),
         "shard_rows": rows,
         "now": now,
+        "timeline": timeline(run.started_at, run.finished_at, rows),
     }
