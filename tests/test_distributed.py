@@ -119,7 +119,7 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
     assert "reports_written_at" in {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
 
 
 def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
@@ -147,6 +147,33 @@ def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
     engine.dispose()
     open_engine(url).dispose()
     assert calls == ["head"]
+
+
+@pytest.mark.postgres
+def test_nightly_tables_have_64_bit_ids_and_sequences_on_postgres() -> None:
+    """result, size_check and state_change grow by a row per URL per night: 32 bits run out."""
+    with pg_schema_url() as url:
+        engine = open_engine(url)
+        try:
+            with engine.connect() as conn:
+                for table in ("result", "size_check", "state_change"):
+                    column = conn.execute(
+                        text(
+                            "SELECT data_type FROM information_schema.columns "
+                            "WHERE table_schema = current_schema() AND table_name = :t AND column_name = 'id'"
+                        ),
+                        {"t": table},
+                    ).scalar_one()
+                    sequence = conn.execute(
+                        text(
+                            "SELECT data_type FROM information_schema.sequences "
+                            "WHERE sequence_schema = current_schema() AND sequence_name = :s"
+                        ),
+                        {"s": f"{table}_id_seq"},
+                    ).scalar_one()
+                    assert (table, column, sequence) == (table, "bigint", "bigint")
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.postgres

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+# Tables that grow by one row per URL per night: a 32-bit id runs out after 2**31 rows, 215
+# nights at 10 million URLs, pruning or not (the sequence only goes up). SQLite's INTEGER
+# PRIMARY KEY is 64-bit already, and only that spelling autoincrements there.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ArticleRow(SQLModel, table=True):
@@ -128,7 +133,7 @@ class ResultRow(SQLModel, table=True):
         Index("ix_result_run_verdict", "run_id", "verdict"),
         Index("ix_result_checked_at", "checked_at"),
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     run_id: int = Field(foreign_key="run.id")
     url_id: int = Field(foreign_key="url.id")
     checked_at: datetime
@@ -158,7 +163,7 @@ class SizeCheckRow(SQLModel, table=True):
         UniqueConstraint("run_id", "occurrence_id", name="uq_size_check_run_occ"),
         Index("ix_size_check_run_verdict", "run_id", "verdict"),
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     run_id: int = Field(foreign_key="run.id")
     occurrence_id: int = Field(foreign_key="occurrence.id")
     url_id: int = Field(foreign_key="url.id")
@@ -174,7 +179,7 @@ class StateChangeRow(SQLModel, table=True):
 
     __tablename__ = "state_change"
     __table_args__ = (Index("ix_state_change_run", "run_id"), Index("ix_state_change_url", "url_id"))
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
     run_id: int = Field(foreign_key="run.id")
     url_id: int = Field(foreign_key="url.id")
     at: datetime
