@@ -60,6 +60,22 @@ def test_plan_puts_every_host_in_exactly_one_shard_and_balances_load() -> None:
     assert max(s.url_count for s in planned) <= 100
 
 
+def test_plan_starts_the_shard_that_paces_the_run_first() -> None:
+    """Order is by expected time: the longest chain of locked slices (its whole host at the host
+    limit) first, whatever the host names, then shards whose biggest host or size takes longest."""
+    counts = {
+        "a-giant.test": 900,
+        "z-giant.test": 2000,
+        "mid.test": 700,
+        **{f"s{i}.test": 50 for i in range(8)},
+    }
+    planned = shards.plan(counts, shard_size=400, split_threshold=800, concurrency=64, per_host=8)
+    firsts = [(s.hosts[0], s.part) for s in planned]
+    assert firsts[:5] == [("z-giant.test", p) for p in range(5)]
+    assert firsts[5:8] == [("a-giant.test", p) for p in range(3)]
+    assert planned[8].hosts[0] == "mid.test"  # 700 / 8 outlasts every packed shard of small hosts
+
+
 def test_plan_splits_a_giant_host_into_locked_slices() -> None:
     """A host above the threshold becomes ceil(n / shard_size) slices sharing one host lock."""
     planned = shards.plan({"big.test": 1050, "small.test": 10}, shard_size=300, split_threshold=1000)

@@ -127,7 +127,13 @@ def plan_run(
     run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=_now())
     with engine.begin() as conn:
         counts = ledger.host_counts(conn, run_id, only_failing)
-        specs = shards.plan(counts, d.shard_size, d.host_split_threshold)
+        specs = shards.plan(
+            counts,
+            d.shard_size,
+            d.host_split_threshold,
+            concurrency=settings.http.concurrency,
+            per_host=settings.http.per_host_concurrency,
+        )
         bounds = {
             s.hosts[0]: ledger.slice_bounds(conn, run_id, s.hosts[0], s.parts, only_failing)
             for s in specs

@@ -26,8 +26,20 @@ class ShardSpec:
     parts: int | None = None
 
 
-def plan(host_counts: Mapping[str, int], shard_size: int, split_threshold: int) -> list[ShardSpec]:
-    """Shards of about ``shard_size`` URLs; giant hosts split into ``ceil(n / shard_size)`` locked slices."""
+def plan(
+    host_counts: Mapping[str, int],
+    shard_size: int,
+    split_threshold: int,
+    *,
+    concurrency: int = 1,
+    per_host: int = 1,
+) -> list[ShardSpec]:
+    """Shards of about ``shard_size`` URLs; giant hosts split into ``ceil(n / shard_size)`` locked slices.
+
+    Longest expected time first, so that the shard (or chain of slices) that paces the run
+    starts at once instead of last: a shard takes at least its URLs over ``concurrency`` and
+    its biggest host's over ``per_host`` request times; a chain of slices, its whole host's.
+    """
     shards: list[ShardSpec] = []
     small: dict[str, int] = {}
     for host, count in sorted(host_counts.items()):
@@ -45,7 +57,13 @@ def plan(host_counts: Mapping[str, int], shard_size: int, split_threshold: int) 
         bins = max(1, math.ceil(sum(small.values()) / shard_size))
         for group in pack(small, bins):
             shards.append(ShardSpec(tuple(group), sum(small[h] for h in group)))
-    return shards
+
+    def expected(spec: ShardSpec) -> float:
+        if spec.lock is not None:
+            return host_counts[spec.hosts[0]] / per_host
+        return max(spec.url_count / concurrency, max(host_counts[h] for h in spec.hosts) / per_host)
+
+    return sorted(shards, key=lambda spec: -expected(spec))  # stable: a chain's slices keep their order
 
 
 def pack(counts: Mapping[str, int], bins: int) -> list[list[str]]:
