@@ -50,7 +50,19 @@ EVENTS: dict[str, list[str]] = {
     "job.finished": ["job", "duration_s"],
     "job.skipped": ["job", "reason"],
     "job.failed": ["job", "error", "duration_s"],
+    "metrics.write_failed": ["path", "error"],
+    "metrics.listening": ["address", "port"],
 }
+
+# The events that page someone (what monitor_alert_events counts), in catalogue order.
+ALERT_EVENTS = (
+    "link.broken",
+    "link.recovered",
+    "link.moved",
+    "link.flapping",
+    "host.down",
+    "image.size_mismatch",
+)
 
 MASK = "***"
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
