@@ -207,7 +207,7 @@ class NightlyJob(_Section):
     enabled: bool = True
     cron: str = "30 2 * * *"
     timezone: str = "UTC"
-    max_age_hours: PositiveFloat = 26.0  # `monitor status` exits 3 when the last success is older
+    max_age_hours: NonNegFloat = 26.0  # `monitor status` exits 3 when the last success is older; 0: off
 
 
 class RecheckJob(_Section):

@@ -140,12 +140,13 @@ def latest_figures(engine: Engine, top_hosts: int) -> RunFigures | None:
 
 
 def nightly_freshness(engine: Engine, max_age_hours: float, now: datetime) -> dict[str, object]:
-    """Whether the newest successful nightly run is older than ``max_age_hours`` (never run: stale)."""
+    """Whether the newest successful nightly run is older than ``max_age_hours`` (never run: stale;
+    ``max_age_hours`` 0: never stale)."""
     at = last_success(engine, "nightly_check")
     age = (now - at).total_seconds() / 3600 if at is not None else None
     return {
         "last_nightly_success": at.isoformat() if at is not None else None,
         "age_hours": round(age, 3) if age is not None else None,
         "max_age_hours": max_age_hours,
-        "stale": age is None or age > max_age_hours,
+        "stale": max_age_hours > 0 and (age is None or age > max_age_hours),
     }
