@@ -194,6 +194,7 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: str | None = None
     stderr: bool = True
+    fields: Literal["native", "otel"] = "native"
 
 
 class ReportSettings(_Section):
