@@ -18,7 +18,7 @@ run: $(STAMP)
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from jobs.outcome import JobResult, JobSkipped
 from jobs.prune import prune_history
 from jobs.recheck import recheck_failing
 from monitor.config import Settings
+from monitor.run.metrics import Metrics, job_succeeded, now
 from monitor.store.lease import LeaseBusy
 
 log = structlog.get_logger("monitor.jobs")
@@ -43,7 +44,25 @@ def canonical(name: str) -> str | None:
     return key if key in JOB_NAMES else None
 
 
-async def execute(name: str, settings: Settings, engine: Engine, stop: asyncio.Event) -> JobResult:
+async def execute(
+    name: str, settings: Settings, engine: Engine, stop: asyncio.Event, metrics: Metrics | None = None
+) -> JobResult:
+    """Run job ``name`` once, then publish the metrics (the daemon's ``metrics``, or a fresh set).
+
+    Skipped and busy jobs touch no metric: they did not run.
+    """
+    metrics = metrics if metrics is not None else Metrics(settings.metrics)
+    at = now()
+    result = await _execute(name, settings, engine, stop)
+    if result.status in ("finished", "failed"):
+        metrics.record_job(name, at, result.duration_s, job_succeeded(result.status, result.value))
+        if result.status == "finished" and hasattr(result.value, "events"):
+            metrics.record_events(result.value.events)
+        await asyncio.to_thread(metrics.publish, engine)
+    return result
+
+
+async def _execute(name: str, settings: Settings, engine: Engine, stop: asyncio.Event) -> JobResult:
     """Run job ``name`` once, logging job.started and then job.finished, job.skipped or job.failed."""
     started = time.perf_counter()
     log.info("job.started", job=name)

@@ -39,10 +39,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, inspect
 
+from jobs.endpoint import Endpoint
 from jobs.outcome import JobResult
 from jobs.runner import JOB_NAMES, execute
+from monitor.clock import utcnow
 from monitor.config import Settings
+from monitor.logs import redact_text
+from monitor.run.metrics import Metrics
 from monitor.signals import stop_on_signals
+from monitor.store.figures import nightly_freshness
 
 log = structlog.get_logger("monitor.jobs")
 
@@ -98,6 +103,7 @@ class Daemon:
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
     running: dict[asyncio.Task[Any], asyncio.Event] = field(default_factory=dict)
     results: list[JobResult] = field(default_factory=list)
+    metrics: Metrics | None = None
 
     async def run(self, name: str) -> JobResult | None:
         if self.shutdown.is_set():
@@ -108,7 +114,7 @@ class Daemon:
         stop = asyncio.Event()
         self.running[task] = stop
         try:
-            result = await execute(name, self.settings, self.engine, stop)
+            result = await execute(name, self.settings, self.engine, stop, self.metrics)
         except asyncio.CancelledError:
             return None  # a second signal: the run is marked interrupted and the process exits now
         finally:
@@ -201,7 +207,7 @@ async def serve(
     """Run the scheduler until a signal (or ``shutdown``) arrives; returns the exit code (0)."""
     global _DAEMON
     specs = list(specs) if specs is not None else job_specs(settings)
-    daemon = Daemon(settings, engine)
+    daemon = Daemon(settings, engine, metrics=Metrics(settings.metrics))
     if shutdown is not None:
         daemon.shutdown = shutdown
     _DAEMON = daemon
@@ -210,7 +216,17 @@ async def serve(
     scheduler.add_listener(_on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
+    endpoint: Endpoint | None = None
     try:
+        assert daemon.metrics is not None
+        await asyncio.to_thread(daemon.metrics.publish, engine)  # what the database already knows
+        if settings.metrics.listen:
+            endpoint = Endpoint(
+                daemon.metrics,
+                lambda: health(settings, engine),
+                settings.metrics.address,
+                settings.metrics.port,
+            ).start()
         scheduler.start(paused=True)
         sync_jobs(scheduler, specs)
         for sig in signals:
@@ -232,9 +248,22 @@ async def serve(
         if scheduler.running:
             scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the next loop turn
+        if endpoint is not None:
+            endpoint.stop()
         _DAEMON = None
     log.info("scheduler.stopped")
     return 0
+
+
+def health(settings: Settings, engine: Engine) -> tuple[bool, dict[str, Any]]:
+    """/healthz: the database answers (else 503), and how fresh the last nightly run is."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        fresh = nightly_freshness(engine, settings.jobs.nightly_check.max_age_hours, utcnow())
+    except Exception as exc:
+        return False, {"status": "error", "error": redact_text(f"database: {type(exc).__name__}: {exc}")}
+    return True, {"status": "ok", **fresh}
 
 
 async def _drain(daemon: Daemon, timeout: float) -> None:

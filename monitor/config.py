@@ -194,6 +194,7 @@ class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: str | None = None
     stderr: bool = True
+    fields: Literal["native", "otel"] = "native"
 
 
 class ReportSettings(_Section):
@@ -207,6 +208,7 @@ class NightlyJob(_Section):
     enabled: bool = True
     cron: str = "30 2 * * *"
     timezone: str = "UTC"
+    max_age_hours: NonNegFloat = 26.0  # `monitor status` exits 3 when the last success is older; 0: off
 
 
 class RecheckJob(_Section):
@@ -230,6 +232,16 @@ class JobSettings(_Section):
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
     lock_ttl_seconds: Annotated[int, Field(ge=10)] = 300
     stale_after_days: dict[Role, Annotated[int, Field(ge=1)]] = {}
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics: a textfile-collector file per run, and the daemon's HTTP endpoint."""
+
+    textfile: str | None = None
+    listen: bool = False
+    address: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    top_hosts: Annotated[int, Field(ge=0, le=1000)] = 10
 
 
 class DistributedSettings(_Section):
@@ -267,6 +279,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     jobs: JobSettings = JobSettings()
     distributed: DistributedSettings = DistributedSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -50,7 +50,65 @@ EVENTS: dict[str, list[str]] = {
     "job.finished": ["job", "duration_s"],
     "job.skipped": ["job", "reason"],
     "job.failed": ["job", "error", "duration_s"],
+    "metrics.write_failed": ["path", "error"],
+    "metrics.listening": ["address", "port"],
 }
+
+# The events that page someone (what monitor_alert_events counts), in catalogue order.
+ALERT_EVENTS = (
+    "link.broken",
+    "link.recovered",
+    "link.moved",
+    "link.flapping",
+    "host.down",
+    "image.size_mismatch",
+)
+
+# logging.fields = "otel": native key -> OpenTelemetry semantic-convention name. ``host`` becomes
+# ``server.address`` (and ``server.port`` when it has one), ``error`` becomes ``error.type`` (the
+# exception class or the verdict) plus ``exception.message``; every event gains ``event.name``.
+# Keys without a convention keep their native name.
+OTEL_NAMES: dict[str, str] = {
+    "url": "url.full",
+    "http_status": "http.response.status_code",
+    "host": "server.address",
+    "path": "file.path",
+    "error": "exception.message",
+}
+OTEL_ADDED = ("event.name",)
+_HOST_PORT = re.compile(r"^(?P<address>\[[^\]]*\]|[^:\[\]]+):(?P<port>\d{1,5})$")
+_ERROR_TYPE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*): ")
+
+
+def event_keys(name: str, fields: str = "native") -> list[str]:
+    """The keys event ``name`` carries (besides timestamp, level, event) under a naming."""
+    keys = EVENTS[name]
+    if fields == "native":
+        return list(keys)
+    renamed = [OTEL_NAMES.get(k, k) for k in keys]
+    if "error" in keys or "verdict" in keys:
+        renamed.append("error.type")
+    return [*renamed, *OTEL_ADDED]
+
+
+def otel_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: rename the keys that have an OpenTelemetry semantic-convention name."""
+    out: EventDict = {}
+    for key, value in event_dict.items():
+        if key == "host" and isinstance(value, str) and (m := _HOST_PORT.match(value)):
+            out["server.address"] = m["address"].strip("[]")
+            out["server.port"] = int(m["port"])
+        elif key == "error" and isinstance(value, str):
+            out["exception.message"] = value
+            m = _ERROR_TYPE.match(value)
+            out["error.type"] = m["type"] if m else "error"
+        else:
+            out[OTEL_NAMES.get(key, key)] = value
+    if "verdict" in out and "error.type" not in out:
+        out["error.type"] = out["verdict"]
+    out["event.name"] = out.get("event")
+    return out
+
 
 MASK = "***"
 SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key")
@@ -197,6 +255,7 @@ def configure_logging(
             structlog.processors.StackInfoRenderer(),
             structlog.dev.set_exc_info,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+            *([otel_fields] if settings.fields == "otel" else []),
             redact,  # last: its dict reaches ``_FanOut.msg`` as keyword arguments
         ],
         wrapper_class=structlog.make_filtering_bound_logger(settings.level),

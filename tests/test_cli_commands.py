@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sqlmodel import SQLModel
 from typer.testing import CliRunner, Result
 
 from monitor.cli import app
-from monitor.store.db import create, head_revision, upgrade
+from monitor.store.db import create, head_revision, open_engine, upgrade
 from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer
 from tests.test_check import article, config_file, write
@@ -54,16 +55,20 @@ def corpus(server: FixtureServer, tmp_path: Path) -> Path:
 
 
 def test_status_on_an_empty_database(db_url: str) -> None:
-    """No run yet, an empty corpus and no problems, in text and JSON; exit 0."""
+    """No run yet, an empty corpus and no problems, in text and JSON; exit 3: no nightly run yet."""
     result = monitor(db_url, "status")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output
     assert result.stdout.splitlines() == [
         "no run yet: `monitor check` runs the first one",
         "corpus: 0 files, 0 distinct URLs, 0 bad files",
         "current problems: none",
         "findings in articles: none",
+        "last successful nightly run: never: STALE (older than 26 h)",
     ]
-    as_json = monitor(db_url, "status", "--json")
+    quiet = monitor(db_url, "status", "--max-age", "0")
+    assert quiet.exit_code == 0, quiet.output
+    assert "nightly" not in quiet.stdout
+    as_json = monitor(db_url, "status", "--json", "--max-age", "0")
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout) == {
         "last_run": None,
@@ -73,6 +78,7 @@ def test_status_on_an_empty_database(db_url: str) -> None:
         "findings": {},
         "corpus_errors": 0,
         "oldest_unresolved": [],
+        "nightly": {"last_nightly_success": None, "age_hours": None, "max_age_hours": 0.0, "stale": False},
     }
 
 
@@ -82,7 +88,7 @@ def test_status_after_a_run(server: FixtureServer, tmp_path: Path, db_url: str) 
     cfg = corpus(server, tmp_path)
     check = monitor(db_url, "check", "-f", "json", cfg=cfg)
     assert check.exit_code == 2, check.output  # a broken link, a finding and a corpus error
-    result = monitor(db_url, "status")
+    result = monitor(db_url, "status", "--max-age", "0")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert re.fullmatch(
@@ -108,6 +114,42 @@ def test_status_after_a_run(server: FixtureServer, tmp_path: Path, db_url: str) 
     assert [(i["url"], i["verdict"], i["runs"]) for i in data["oldest_unresolved"]] == [
         (server.url("/status/404"), "broken", 1)
     ]
+
+
+def test_status_exits_3_when_the_last_nightly_success_is_too_old(
+    server: FixtureServer, tmp_path: Path, db_url: str
+) -> None:
+    """A fresh nightly run: exit 0; the same run 30 h old: exit 3 under the 26 h default (config
+    or --max-age decide), in both formats. A `monitor check` run is not a nightly run."""
+    cfg = corpus(server, tmp_path)
+    cfg.write_text(cfg.read_text() + f'[reports]\nfolder = "{tmp_path}/reports"\n')
+    assert monitor(db_url, "check", "-f", "json", cfg=cfg).exit_code == 2
+    stale = monitor(db_url, "status", "--format", "json", cfg=cfg)
+    assert stale.exit_code == 3 and json.loads(stale.stdout)["nightly"]["stale"] is True
+    assert monitor(db_url, "run-job", "nightly_check", cfg=cfg).exit_code == 2  # it found problems
+    fresh = monitor(db_url, "status", "--format", "json", cfg=cfg)
+    assert fresh.exit_code == 0, fresh.output
+    nightly = json.loads(fresh.stdout)["nightly"]
+    assert nightly["stale"] is False and nightly["max_age_hours"] == 26.0 and nightly["age_hours"] < 1
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE run SET finished_at = :at WHERE trigger = 'schedule'"), {"at": _hours_ago(30)}
+        )
+    engine.dispose()
+    old = monitor(db_url, "status", "--format", "json", cfg=cfg)
+    assert old.exit_code == 3, old.output
+    assert 29.9 < json.loads(old.stdout)["nightly"]["age_hours"] < 31
+    text_out = monitor(db_url, "status", cfg=cfg)
+    assert text_out.exit_code == 3 and "STALE (older than 26 h)" in text_out.stdout.splitlines()[-1]
+    assert monitor(db_url, "status", "--format", "json", "--max-age", "48", cfg=cfg).exit_code == 0
+    with_config = tmp_path / "fresh.toml"
+    with_config.write_text(cfg.read_text() + "\n[jobs.nightly_check]\nmax_age_hours = 36.0\n")
+    assert monitor(db_url, "status", "--format", "json", cfg=with_config).exit_code == 0
+
+
+def _hours_ago(hours: float) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=hours)
 
 
 # --- monitor runs --------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ def run(
     except (asyncio.CancelledError, KeyboardInterrupt):
         print("check stopped; finished results are kept (`monitor check --resume` goes on)", file=sys.stderr)
         return EXIT_USAGE
+    publish_metrics(settings, engine, None if isinstance(started, QueuedRun) else started)
     if isinstance(started, QueuedRun):
         run_id = started.run_id
         print(
@@ -124,6 +125,18 @@ def run(
     if state == "interrupted":
         print(f"run {run_id} interrupted; finish it with `monitor check --resume`", file=sys.stderr)
     return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def publish_metrics(settings: Settings, engine: Engine, outcome: RunOutcome | None) -> None:
+    """Rewrite the textfile metrics after a run, when ``metrics.textfile`` is set."""
+    from monitor.run.metrics import Metrics
+
+    if not settings.metrics.textfile:
+        return
+    metrics = Metrics(settings.metrics)
+    if outcome is not None:
+        metrics.record_events(outcome.events)
+    metrics.publish(engine)
 
 
 def busy_message(busy: LeaseBusy) -> str:

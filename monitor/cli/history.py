@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 from sqlalchemy import Engine
 
 from monitor.cli.app import app, context_of, engine_for, user_errors
+from monitor.clock import utcnow
+from monitor.store.figures import nightly_freshness
 from monitor.store.history import corpus_status, url_history
 from monitor.textsafe import inert
 
@@ -33,16 +36,41 @@ def history(
     raise typer.Exit(code)
 
 
+EXIT_STALE = 3
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
 @app.command()
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table or json.")] = StatusFormat.table,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    max_age: Annotated[
+        float | None,
+        typer.Option(
+            "--max-age",
+            metavar="HOURS",
+            min=0,
+            help="Exit 3 when the last successful nightly run is older (default: "
+            "jobs.nightly_check.max_age_hours; 0: never).",
+        ),
+    ] = None,
 ) -> None:
-    """Print the last run's summary and the state of the corpus (problems by kind, oldest breakage)."""
+    """Print the last run's summary and the state of the corpus (problems by kind, oldest breakage).
+
+    Exit code 3 when the last successful nightly run is older than --max-age hours (or there is
+    none), so a cron job or a Kubernetes probe can use it; 0 otherwise, 1 for errors.
+    """
     c = context_of(ctx)
     with user_errors(c):
-        settings = c.settings()
-        print_status(engine_for(settings), as_json=as_json)
+        settings = c.settings(**{"jobs.nightly_check.max_age_hours": max_age})
+        age = settings.jobs.nightly_check.max_age_hours
+        stale = print_status(engine_for(settings), as_json=as_json or fmt == StatusFormat.json, max_age=age)
+    raise typer.Exit(EXIT_STALE if stale else 0)
 
 
 def print_history(engine: Engine, raw_url: str, *, runs: int, as_json: bool) -> int:
@@ -81,11 +109,14 @@ def print_history(engine: Engine, raw_url: str, *, runs: int, as_json: bool) -> 
     return 0
 
 
-def print_status(engine: Engine, *, as_json: bool) -> None:
+def print_status(engine: Engine, *, as_json: bool, max_age: float) -> bool:
+    """Print the status; True when the nightly run is stale (see ``nightly_freshness``)."""
     data = corpus_status(engine)
+    nightly = nightly_freshness(engine, max_age, utcnow())
+    data["nightly"] = nightly
     if as_json:
         print(json.dumps(data, indent=2))
-        return
+        return bool(nightly["stale"])
     run = data["last_run"]
     lines = []
     if run is None:
@@ -108,4 +139,9 @@ def print_status(engine: Engine, *, as_json: bool) -> None:
         for item in data["oldest_unresolved"]:
             since = f"since {item['failing_since']} ({item['runs']} runs)"
             lines.append(f"  {since} {item['verdict']}: {inert(item['url'])}")
+    if max_age > 0:
+        when = nightly["last_nightly_success"] or "never"
+        verdict = f"STALE (older than {max_age:g} h)" if nightly["stale"] else f"within {max_age:g} h"
+        lines.append(f"last successful nightly run: {when}: {verdict}")
     print("\n".join(lines))
+    return bool(nightly["stale"])
