@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.corpus.discover import RootUnavailable
 from monitor.store.db import DatabaseError, open_engine, redact_db_url
 from reports.data import ReportError
 
@@ -100,7 +101,7 @@ def user_errors(c: Context) -> Iterator[None]:
     """Turn expected failures into one line and exit code 1."""
     try:
         yield
-    except (ConfigError, DatabaseError, UsageError, ReportError) as exc:
+    except (ConfigError, DatabaseError, UsageError, ReportError, RootUnavailable) as exc:
         if c.debug:
             raise
         fail(str(exc))

@@ -193,6 +193,7 @@ def check(
     from monitor.distributed.executor import executor_for
     from monitor.logs import configure_logging
     from monitor.run.check import RunRequest
+    from monitor.run.inventory import scan_roots_of
 
     c = context_of(ctx)
     with user_errors(c):
@@ -204,6 +205,7 @@ def check(
                 "safety.allow_private": allow_private,
             }
         )
+        scan_roots_of(settings.corpus, paths or None)  # a missing root: one line, exit 1, nothing touched
         configure_logging(settings.logging)
         executor = executor_for(settings)
         if resume and executor.name != "local":

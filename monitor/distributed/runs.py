@@ -33,7 +33,7 @@ from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue
 from monitor.run import shards
-from monitor.run.check import RunOutcome
+from monitor.run.check import RunOutcome, checked_roots
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease
 from monitor.store import runs as store
@@ -76,6 +76,7 @@ async def start_run(
 ) -> tuple[int, int, int, SyncReport | None]:
     """Plan a run and queue one job per shard; returns (run id, shards, targets, inventory report)."""
     queue.require_postgres(settings)
+    roots = checked_roots(settings, paths)  # a missing root fails before the lease and any run row
     await asyncio.to_thread(queue.ensure_schema, settings)
     holder = run_holder()
     await take_lease(engine, settings, holder, wait)
@@ -88,9 +89,9 @@ async def start_run(
         await asyncio.to_thread(deliver_pending, settings, engine)  # alerts of runs whose emitter died
         inventory = None
         if not only_failing:
-            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
+            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, roots)
         run_id, planned, total = await asyncio.to_thread(
-            plan_run, settings, engine, holder, trigger, only_failing
+            plan_run, settings, engine, holder, trigger, only_failing, roots
         )
     except BaseException:
         await asyncio.to_thread(lease.release, engine, lease.CORPUS_CHECK, holder)
@@ -114,11 +115,19 @@ async def start_run(
 
 
 def plan_run(
-    settings: Settings, engine: Engine, holder: str, trigger: str, only_failing: bool
+    settings: Settings,
+    engine: Engine,
+    holder: str,
+    trigger: str,
+    only_failing: bool,
+    roots: Sequence[str] | None = None,
 ) -> tuple[int, list[tuple[int, str | None]], int]:
-    """Create the run, its shards and its fan-in row in one transaction (all or nothing)."""
+    """Create the run, its shards and its fan-in row in one transaction (all or nothing);
+    ``roots`` scope its plan (None: the whole inventory)."""
     d = settings.distributed
-    run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=_now())
+    run_id = store.create_run(
+        engine, trigger=trigger, fingerprint=settings.fingerprint(), now=_now(), roots=roots
+    )
     with engine.begin() as conn:
         counts = ledger.host_counts(conn, run_id, only_failing)
         specs = shards.plan(counts, d.shard_size, d.host_split_threshold)
