@@ -165,3 +165,23 @@ def test_links_of_one_root_prints_only_its_inventory(server: FixtureServer, tmp_
     assert "own=a" in table.stdout and "own=b" not in table.stdout
     both = _monitor(cfg, "links", "--format", "csv")  # default roots: a/ and b/
     assert "own=a" in both.stdout and "own=b" in both.stdout
+
+
+def test_resume_goes_on_with_the_roots_the_run_recorded(server: FixtureServer, tmp_path: Path) -> None:
+    """`check --resume` with no paths finishes an interrupted `check a/` within a/, not the config's
+    roots: only a's URL is fetched and b/ is not even read."""
+    a, b, cfg = _two_roots(server, tmp_path)
+    assert _monitor(cfg, "check", str(a)).exit_code == 0
+    engine = open_engine(f"sqlite:///{tmp_path}/scope.db")
+    with engine.begin() as conn:  # as if the run had died before checking a's own URL
+        conn.execute(RUNS.update().values(state="interrupted"))
+        own = select(URLS.c.id).where(URLS.c.url.contains("own=a")).scalar_subquery()
+        conn.execute(RESULTS.delete().where(RESULTS.c.url_id == own))
+    server.reset()
+    resumed = _monitor(cfg, "check", "--resume", "--format", "json")
+    assert resumed.exit_code == 0, resumed.output
+    assert [s.target for s in server.requests()] == ["/status/200?own=a"]
+    with engine.connect() as conn:
+        assert conn.execute(select(RUNS.c.id, RUNS.c.state)).all() == [(1, "finished")]
+        assert not conn.execute(select(ARTICLES.c.path).where(ARTICLES.c.path.startswith(b.as_posix()))).all()
+    engine.dispose()

@@ -96,8 +96,10 @@ async def run_check(
         log.warning("run.interrupted", run_id=run_id, reason="found unfinished at start-up")
 
     inventory: SyncReport | None = None
-    roots = checked_roots(settings, request.paths)
     resumed = runs.latest_interrupted(engine) if request.resume else None
+    # a resumed run goes on with the roots it recorded, unless told others
+    recorded = runs.recorded_roots(engine, resumed) if resumed is not None and not request.paths else None
+    roots = checked_roots(settings, recorded or request.paths)
     if resumed is not None:
         runs.reopen_run(engine, resumed, now)
         run_id, trigger = resumed, "resume"

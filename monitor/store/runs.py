@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from monitor.store.scope import encode_roots
+from monitor.store.scope import encode_roots, run_roots
 from monitor.store.tables import RESULTS, RUNS
 
 
@@ -44,6 +44,13 @@ def create_run(
                 .returning(RUNS.c.id)
             ).scalar_one()
         )
+
+
+def recorded_roots(engine: Engine, run_id: int) -> list[str] | None:
+    """The roots run ``run_id`` recorded (None: none, or the whole inventory)."""
+    with engine.connect() as conn:
+        roots = run_roots(conn, run_id)
+    return list(roots) if roots is not None else None
 
 
 def run_state(engine: Engine, run_id: int) -> str:
