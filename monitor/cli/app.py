@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -59,19 +60,26 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML config file (default: ./config.toml if present)."),
+        typer.Option(
+            "--config", "-c", metavar="FILE", help="TOML config file (default: ./config.toml if present)."
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL."),
+        typer.Option(
+            "--database-url", metavar="URL", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL."
+        ),
     ] = None,
     log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto, json or console.", show_default=False)
+        str | None, typer.Option("--log-format", metavar="FORMAT", help="Log format: auto, json or console.")
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+        str | None,
+        typer.Option("--log-level", metavar="LEVEL", help="Log level: debug, info, warning or error."),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug/--no-debug", help="Show tracebacks on errors.", show_default=False)
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,

@@ -21,9 +21,13 @@ from monitor.textsafe import inert
 @app.command()
 def history(
     ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="The URL as written in an article (it is normalised first).")],
-    runs: Annotated[int, typer.Option("--runs", help="Most recent runs shown.")] = 30,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="The URL as written in an article (it is normalised first).")
+    ],
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="Most recent runs shown.")] = 30,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", show_default=False, help="Print JSON instead of text.")
+    ] = False,
 ) -> None:
     """Print a URL's timeline (verdict, status, time, size per run), its occurrences and current state."""
     c = context_of(ctx)
@@ -36,7 +40,9 @@ def history(
 @app.command()
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", show_default=False, help="Print JSON instead of text.")
+    ] = False,
 ) -> None:
     """Print the last run's summary and the state of the corpus (problems by kind, oldest breakage)."""
     c = context_of(ctx)

@@ -166,15 +166,19 @@ class InventoryFormat(StrEnum):
 def links(
     ctx: typer.Context,
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+        list[str] | None,
+        typer.Argument(metavar="PATH", help="Corpus roots or files (default: corpus.roots)."),
     ] = None,
-    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f", help="Inventory output format.")] = (
-        InventoryFormat.table
-    ),
+    fmt: Annotated[
+        InventoryFormat,
+        typer.Option("--format", "-f", metavar="[table|json|csv]", help="Inventory output format."),
+    ] = (InventoryFormat.table),
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the inventory to FILE.")
     ] = None,
-    summary_only: Annotated[bool, typer.Option("--summary", help="Print only the summary.")] = False,
+    summary_only: Annotated[
+        bool, typer.Option("--summary/--no-summary", show_default=False, help="Print only the summary.")
+    ] = False,
 ) -> None:
     """Read the corpus, update the URL inventory in the database, and print it with a summary."""
     c = context_of(ctx)
