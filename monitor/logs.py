@@ -45,6 +45,7 @@ EVENTS: dict[str, list[str]] = {
     "link.flapping": ["url", "flips", "window"],
     "image.size_mismatch": ["url", "article", "location", "declared", "actual", "check"],
     "corpus.error": ["path", "kind", "message", "line", "column"],
+    "corpus.root_unavailable": ["path", "reason"],
     "host.down": ["host", "count", "sample"],
     "job.started": ["job"],
     "job.finished": ["job", "duration_s"],

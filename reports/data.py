@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, select
 
+from monitor.store.scope import run_roots
 from monitor.store.tables import RESULTS, RUNS
 from reports import queries_counts, queries_urls
 from reports.model import ReportData, ReportError, RunInfo
@@ -61,7 +62,16 @@ def build_report(
         if conn.dialect.name == "postgresql":  # one snapshot for every query (SQLite's read already is)
             conn.execution_options(isolation_level="REPEATABLE READ")
         run = _run(conn, run_id)
-        scope = Scope(conn, run.id, run.previous_run_id, limit, occurrence_limit, top_hosts, trend_runs)
+        scope = Scope(
+            conn,
+            run.id,
+            run.previous_run_id,
+            limit,
+            occurrence_limit,
+            top_hosts,
+            trend_runs,
+            run_roots(conn, run.id),
+        )
         return ReportData(
             generated_at=now or datetime.now(UTC),
             run=run,

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func
 
+from monitor.store.scope import Roots
 from monitor.types import Severity, Verdict
 
 PROBLEM_SEVERITIES = (Severity.ERROR.value, Severity.WARNING.value)
@@ -28,7 +29,11 @@ BROKEN_VERDICTS = tuple(
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The run a report is about, its predecessor with results, and the caps every query obeys."""
+    """The run a report is about, its predecessor with results, and the caps every query obeys.
+
+    ``roots`` are the run's corpus roots (``store.scope``): occurrences, findings, corpus errors
+    and inventory counts outside them are not the run's and stay out of its report.
+    """
 
     conn: Connection
     run_id: int
@@ -37,6 +42,7 @@ class Scope:
     occurrence_limit: int
     top_hosts: int
     trend_runs: int
+    roots: Roots = None
 
 
 def count(conn: Connection, query: Any) -> int:

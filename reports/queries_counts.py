@@ -9,6 +9,7 @@ import json
 
 from sqlalchemy import Connection, case, distinct, func, select
 
+from monitor.store.scope import under_roots, url_in_scope
 from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, RESULTS, RUNS, URLS
 from monitor.types import Severity, Verdict
 from monitor.urls import redact_url
@@ -28,6 +29,9 @@ _VERDICT_ORDER = {v.value: i for i, v in enumerate(Verdict)}
 
 def summary(scope: Scope) -> Summary:
     conn, run_id = scope.conn, scope.run_id
+    in_roots = under_roots(ARTICLES.c.path, scope.roots)
+    placed = OCCURRENCES.join(ARTICLES, ARTICLES.c.id == OCCURRENCES.c.article_id)
+    found = FINDINGS.join(ARTICLES, ARTICLES.c.id == FINDINGS.c.article_id)
     per_verdict: dict[str, int] = {}
     severities: dict[str, int] = {}
     rows = conn.execute(
@@ -48,8 +52,8 @@ def summary(scope: Scope) -> Summary:
             func.count(distinct(case((RESULTS.c.severity == Severity.ERROR.value, RESULTS.c.url_id)))),
             func.count(distinct(case((RESULTS.c.severity == Severity.WARNING.value, RESULTS.c.url_id)))),
         )
-        .select_from(RESULTS.join(OCCURRENCES, OCCURRENCES.c.url_id == RESULTS.c.url_id))
-        .where(RESULTS.c.run_id == run_id)
+        .select_from(RESULTS.join(placed, OCCURRENCES.c.url_id == RESULTS.c.url_id))
+        .where(RESULTS.c.run_id == run_id, in_roots)
         .group_by(OCCURRENCES.c.role)
         .order_by(role_urls.desc(), OCCURRENCES.c.role)
     )
@@ -76,12 +80,20 @@ def summary(scope: Scope) -> Summary:
         hosts=tuple(Count(host, n, err or 0, warn or 0) for host, n, err, warn in hosts),
         hosts_total=hosts_total,
         articles=count(
-            conn, select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))
+            conn,
+            select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None), in_roots),
         ),
-        occurrences=count(conn, select(func.count()).select_from(OCCURRENCES)),
-        urls=count(conn, select(func.count()).select_from(URLS)),
-        findings=count(conn, select(func.count()).select_from(FINDINGS)),
-        corpus_errors=count(conn, select(func.count()).select_from(CORPUS_ERRORS)),
+        occurrences=count(conn, select(func.count()).select_from(placed).where(in_roots)),
+        urls=count(conn, select(func.count()).select_from(URLS).where(url_in_scope(scope.roots)))
+        if scope.roots is not None
+        else count(conn, select(func.count()).select_from(URLS)),
+        findings=count(conn, select(func.count()).select_from(found).where(in_roots)),
+        corpus_errors=count(
+            conn,
+            select(func.count())
+            .select_from(CORPUS_ERRORS)
+            .where(under_roots(CORPUS_ERRORS.c.path, scope.roots)),
+        ),
     )
 
 
@@ -98,8 +110,13 @@ def _stored_counts(conn: Connection, run_id: int) -> dict[str, int]:
 
 def findings(scope: Scope) -> FindingsSection:
     conn = scope.conn
+    in_roots = under_roots(ARTICLES.c.path, scope.roots)
     counts = conn.execute(
-        select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind).order_by(FINDINGS.c.kind)
+        select(FINDINGS.c.kind, func.count())
+        .select_from(FINDINGS.join(ARTICLES, ARTICLES.c.id == FINDINGS.c.article_id))
+        .where(in_roots)
+        .group_by(FINDINGS.c.kind)
+        .order_by(FINDINGS.c.kind)
     ).all()
     query = (
         select(
@@ -112,6 +129,7 @@ def findings(scope: Scope) -> FindingsSection:
             FINDINGS.c.expected,
         )
         .select_from(FINDINGS.join(ARTICLES, ARTICLES.c.id == FINDINGS.c.article_id))
+        .where(in_roots)
         .order_by(FINDINGS.c.kind, ARTICLES.c.path, FINDINGS.c.id)
     )
     if scope.limit is not None:
@@ -124,19 +142,25 @@ def findings(scope: Scope) -> FindingsSection:
 
 def corpus_errors(scope: Scope) -> CorpusErrorsSection:
     conn = scope.conn
-    query = select(
-        CORPUS_ERRORS.c.path,
-        CORPUS_ERRORS.c.kind,
-        CORPUS_ERRORS.c.message,
-        CORPUS_ERRORS.c.line,
-        CORPUS_ERRORS.c.column,
-        CORPUS_ERRORS.c.first_seen,
-        CORPUS_ERRORS.c.last_seen,
-    ).order_by(CORPUS_ERRORS.c.path)
+    in_roots = under_roots(CORPUS_ERRORS.c.path, scope.roots)
+    query = (
+        select(
+            CORPUS_ERRORS.c.path,
+            CORPUS_ERRORS.c.kind,
+            CORPUS_ERRORS.c.message,
+            CORPUS_ERRORS.c.line,
+            CORPUS_ERRORS.c.column,
+            CORPUS_ERRORS.c.first_seen,
+            CORPUS_ERRORS.c.last_seen,
+        )
+        .where(in_roots)
+        .order_by(CORPUS_ERRORS.c.path)
+    )
     if scope.limit is not None:
         query = query.limit(scope.limit)
     items = tuple(CorpusErrorItem(*row) for row in conn.execute(query))
-    return CorpusErrorsSection(count(conn, select(func.count()).select_from(CORPUS_ERRORS)), items)
+    total = count(conn, select(func.count()).select_from(CORPUS_ERRORS).where(in_roots))
+    return CorpusErrorsSection(total, items)
 
 
 def trend(scope: Scope) -> tuple[TrendPoint, ...]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
 
+from monitor.store.scope import under_roots, url_in_scope
 from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, STATE_CHANGES, URLS
 from monitor.types import Severity, Size, SizeCheck, Verdict
 from monitor.urls import redact_url
@@ -200,12 +201,13 @@ def _occurrences(
 ) -> dict[int, tuple[tuple[OccurrenceItem, ...], int]]:
     """The first ``occurrence_limit`` places of each URL (capped in SQL by a window) and their count."""
     found: dict[int, tuple[list[OccurrenceItem], int]] = {}
+    in_roots = under_roots(ARTICLES.c.path, scope.roots)  # a shared URL's places in other roots stay out
     this_run = and_(SIZE_CHECKS.c.occurrence_id == OCCURRENCES.c.id, SIZE_CHECKS.c.run_id == scope.run_id)
     joined = OCCURRENCES.join(ARTICLES, ARTICLES.c.id == OCCURRENCES.c.article_id).outerjoin(
         SIZE_CHECKS, this_run
     )
     for chunk in _chunks(url_ids):
-        where: list[ColumnElement[bool]] = [OCCURRENCES.c.url_id.in_(chunk)]
+        where: list[ColumnElement[bool]] = [OCCURRENCES.c.url_id.in_(chunk), in_roots]
         if size_verdict is not None:
             where.append(SIZE_CHECKS.c.verdict == size_verdict)
         ranked = (
@@ -277,8 +279,12 @@ def _by_host(
             verdicts.setdefault(host, []).append((verdict, n))
         for host, occ, arts in conn.execute(
             select(URLS.c.host, func.count(OCCURRENCES.c.id), func.count(distinct(OCCURRENCES.c.article_id)))
-            .select_from(from_.join(OCCURRENCES, OCCURRENCES.c.url_id == URLS.c.id))
-            .where(*where, in_chunk)
+            .select_from(
+                from_.join(OCCURRENCES, OCCURRENCES.c.url_id == URLS.c.id).join(
+                    ARTICLES, ARTICLES.c.id == OCCURRENCES.c.article_id
+                )
+            )
+            .where(*where, in_chunk, under_roots(ARTICLES.c.path, scope.roots))
             .group_by(URLS.c.host)
         ):
             places[host] = (occ, arts)
@@ -333,7 +339,8 @@ def _flapping_ids(run_id: int) -> Any:
 
 def changes(scope: Scope) -> ChangesSection:
     flapping = _flapping_ids(scope.run_id)
-    flap = _url_list(scope, _any_url(scope), (URLS.c.id.in_(flapping),), previous=False)
+    in_scope = url_in_scope(scope.roots)  # flapping URLs of other roots are not this run's
+    flap = _url_list(scope, _any_url(scope), (URLS.c.id.in_(flapping), in_scope), previous=False)
     steady = RESULTS.c.url_id.not_in(flapping)
     previous_id = scope.previous_id if scope.previous_id is not None else -1  # -1 matches no run
     with_prev = _this_run().outerjoin(

@@ -140,7 +140,7 @@ def test_report_unknown_section_is_a_clear_error(tmp_path: Path, history_config:
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr == f"error: unknown report section(s) bogus; choose from {', '.join(SECTIONS)}\n"
     help_ = runner.invoke(app, ["report", "--help"], env={"COLUMNS": "300"})
-    assert f"Only these sections (repeatable): {', '.join(SECTIONS)}." in help_.stdout
+    assert f"Only these sections (repeatable): {', '.join(SECTIONS)}." in " ".join(help_.stdout.split())
 
 
 def test_report_limit_caps_lists_and_says_how_many_are_left_out(history_config: Path) -> None:

@@ -133,7 +133,7 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"run_shard", "run_fanout", "run_event"} <= tables
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
-    assert "reports_written_at" in {c["name"] for c in inspect(engine).get_columns("run")}
+    assert {"reports_written_at", "roots"} <= {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import CorpusSettings
+from monitor.corpus.discover import RootUnavailable
 from monitor.run.inventory import sync_inventory
 from monitor.store import inventory as store
 from monitor.store.db import open_engine
@@ -171,14 +172,16 @@ def test_corpus_error_kinds_are_stored_as_their_plain_values(engine: Engine, tmp
 
 
 def test_missing_root_never_deletes(engine: Engine, tmp_path: Path) -> None:
-    """A root that disappears (unmounted share) is an error, not the deletion of all its articles."""
+    """A root that disappears (unmounted share) stops the pass with an error naming it, before
+    anything is read or deleted: its articles stay in the inventory."""
     corpus = tmp_path / "c"
     _write(corpus, "a")
     sync_inventory(engine, _settings(corpus))
     shutil.rmtree(corpus)
-    report = sync_inventory(engine, _settings(corpus))
-    assert report.deleted == 0 and report.errors and report.errors[0].kind == "not_found"
-    assert store.counts(engine).occurrences == 6
+    with pytest.raises(RootUnavailable) as raised:
+        sync_inventory(engine, _settings(corpus))
+    assert raised.value.path == corpus.as_posix() and raised.value.reason == "no such file or directory"
+    assert store.counts(engine).occurrences == 6 and store.counts(engine).files == 1
 
 
 def test_scanning_one_root_leaves_others_alone(engine: Engine, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor import __version__
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.corpus.discover import RootUnavailable
 from monitor.store.db import DatabaseError, open_engine, redact_db_url
 from reports.data import ReportError
 
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -58,19 +60,26 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML config file (default: ./config.toml if present)."),
+        typer.Option(
+            "--config", "-c", metavar="FILE", help="TOML config file (default: ./config.toml if present)."
+        ),
     ] = None,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL."),
+        typer.Option(
+            "--database-url", metavar="URL", help="SQLAlchemy URL; overrides config and MONITOR_DATABASE_URL."
+        ),
     ] = None,
     log_format: Annotated[
-        str | None, typer.Option("--log-format", help="auto, json or console.", show_default=False)
+        str | None, typer.Option("--log-format", metavar="FORMAT", help="Log format: auto, json or console.")
     ] = None,
     log_level: Annotated[
-        str | None, typer.Option("--log-level", help="debug, info, warning or error.")
+        str | None,
+        typer.Option("--log-level", metavar="LEVEL", help="Log level: debug, info, warning or error."),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug/--no-debug", help="Show tracebacks on errors.", show_default=False)
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -100,7 +109,7 @@ def user_errors(c: Context) -> Iterator[None]:
     """Turn expected failures into one line and exit code 1."""
     try:
         yield
-    except (ConfigError, DatabaseError, UsageError, ReportError) as exc:
+    except (ConfigError, DatabaseError, UsageError, ReportError, RootUnavailable) as exc:
         if c.debug:
             raise
         fail(str(exc))

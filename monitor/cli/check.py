@@ -157,27 +157,48 @@ class CheckFormat(StrEnum):
 def check(
     ctx: typer.Context,
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+        list[str] | None,
+        typer.Argument(metavar="PATH", help="Corpus roots or files (default: corpus.roots)."),
     ] = None,
-    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format of the problems.")] = (
-        CheckFormat.table
-    ),
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the output to FILE.")] = None,
+    fmt: Annotated[
+        CheckFormat,
+        typer.Option(
+            "--format", "-f", metavar="[table|json|markdown]", help="Output format of the problems."
+        ),
+    ] = (CheckFormat.table),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the output to FILE.")
+    ] = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Finish the last interrupted run: check only what it had not checked."),
+        typer.Option(
+            "--resume/--no-resume",
+            show_default=False,
+            help="Finish the last interrupted run: check only what it had not checked.",
+        ),
     ] = False,
     only_failing: Annotated[
-        bool, typer.Option("--only-failing", help="Re-check only URLs whose current state is failing.")
+        bool,
+        typer.Option(
+            "--only-failing/--no-only-failing",
+            show_default=False,
+            help="Re-check only URLs whose current state is failing.",
+        ),
     ] = False,
-    concurrency: Annotated[int | None, typer.Option("--concurrency", help="Global request limit.")] = None,
-    per_host: Annotated[int | None, typer.Option("--per-host", help="Requests in flight per host.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", metavar="N", help="Global request limit.")
+    ] = None,
+    per_host: Annotated[
+        int | None, typer.Option("--per-host", metavar="N", help="Requests in flight per host.")
+    ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Hard deadline per URL, seconds.")
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Hard deadline per URL, seconds.")
     ] = None,
     allow_private: Annotated[
         bool | None,
-        typer.Option("--allow-private/--no-allow-private", help="Allow private/loopback targets."),
+        typer.Option(
+            "--allow-private/--no-allow-private", show_default=False, help="Allow private/loopback targets."
+        ),
     ] = None,
     wait: Annotated[
         float | None,
@@ -191,7 +212,8 @@ def check(
     wait_run: Annotated[
         bool,
         typer.Option(
-            "--wait-run",
+            "--wait-run/--no-wait-run",
+            show_default=False,
             help="[distributed] Wait until the workers have finished the run, then print its problems.",
         ),
     ] = False,
@@ -206,6 +228,7 @@ def check(
     from monitor.distributed.executor import executor_for
     from monitor.logs import configure_logging
     from monitor.run.check import RunRequest
+    from monitor.run.inventory import scan_roots_of
 
     c = context_of(ctx)
     with user_errors(c):
@@ -217,6 +240,7 @@ def check(
                 "safety.allow_private": allow_private,
             }
         )
+        scan_roots_of(settings.corpus, paths or None)  # a missing root: one line, exit 1, nothing touched
         configure_logging(settings.logging)
         executor = executor_for(settings)
         if resume and executor.name != "local":

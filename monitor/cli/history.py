@@ -24,9 +24,13 @@ from monitor.textsafe import inert
 @app.command()
 def history(
     ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="The URL as written in an article (it is normalised first).")],
-    runs: Annotated[int, typer.Option("--runs", help="Most recent runs shown.")] = 30,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="The URL as written in an article (it is normalised first).")
+    ],
+    runs: Annotated[int, typer.Option("--runs", metavar="N", help="Most recent runs shown.")] = 30,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", show_default=False, help="Print JSON instead of text.")
+    ] = False,
 ) -> None:
     """Print a URL's timeline (verdict, status, time, size per run), its occurrences and current state."""
     c = context_of(ctx)
@@ -47,8 +51,12 @@ class StatusFormat(StrEnum):
 @app.command()
 def status(
     ctx: typer.Context,
-    fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="table or json.")] = StatusFormat.table,
-    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    fmt: Annotated[
+        StatusFormat, typer.Option("--format", "-f", metavar="[table|json]", help="Output format.")
+    ] = StatusFormat.table,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", show_default=False, help="Same as --format json.")
+    ] = False,
     max_age: Annotated[
         float | None,
         typer.Option(

@@ -70,7 +70,9 @@ def list_jobs(ctx: typer.Context) -> None:
 @app.command("run-job")
 def run_job(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="nightly_check, recheck_failing or prune_history.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The job: nightly_check, recheck_failing or prune_history.")
+    ],
 ) -> None:
     """Run one job now, in the foreground, with the same locking as the scheduler.
 

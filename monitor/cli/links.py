@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 
 from monitor.cli.app import app, context_of, engine_for, is_tty, user_errors
 from monitor.config import Settings
+from monitor.store.scope import Roots, under_roots
 from monitor.textsafe import csv_cell, inert
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 COLUMNS = ("article", "location", "role", "related", "url", "raw_url", "declared_width", "declared_height")
 
 
-def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
-    """Every occurrence of the live inventory, ordered by article path and location."""
+def iter_inventory(engine: Engine, roots: Roots = None) -> Iterator[dict[str, object]]:
+    """Every occurrence of the live inventory (under ``roots``), ordered by article path and location."""
     from monitor.store.tables import ARTICLES as a
     from monitor.store.tables import OCCURRENCES as o
     from monitor.store.tables import URLS as u
@@ -47,6 +48,7 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
             o.c.declared_height,
         )
         .select_from(o.join(a, o.c.article_id == a.c.id).outerjoin(u, o.c.url_id == u.c.id))
+        .where(under_roots(a.c.path, roots))
         .order_by(a.c.path, o.c.id)
     )
     with engine.connect() as conn:
@@ -58,13 +60,14 @@ def iter_inventory(engine: Engine) -> Iterator[dict[str, object]]:
             yield item
 
 
-def iter_findings(engine: Engine) -> Iterator[dict[str, object]]:
+def iter_findings(engine: Engine, roots: Roots = None) -> Iterator[dict[str, object]]:
     from monitor.store.tables import ARTICLES as a
     from monitor.store.tables import FINDINGS as f
 
     query = (
         select(a.c.path, f.c.location, f.c.kind, f.c.message, f.c.value, f.c.expected)
         .select_from(f.join(a, f.c.article_id == a.c.id))
+        .where(under_roots(a.c.path, roots))
         .order_by(a.c.path, f.c.id)
     )
     with engine.connect() as conn:
@@ -81,33 +84,33 @@ def _open(output: Path | None) -> Iterator[IO[str]]:
             yield fh
 
 
-def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object]) -> None:
+def _write(fmt: str, out: IO[str], engine: Engine, summary: dict[str, object], roots: Roots) -> None:
     if fmt == "json":
         out.write('{"schema": "link-media-monitor/inventory", "version": 1, "summary": ')
         out.write(json.dumps(summary))
         out.write(', "findings": ')
-        out.write(json.dumps(list(iter_findings(engine))))
+        out.write(json.dumps(list(iter_findings(engine, roots))))
         out.write(', "occurrences": [')
-        for i, row in enumerate(iter_inventory(engine)):
+        for i, row in enumerate(iter_inventory(engine, roots)):
             out.write(("," if i else "") + "\n" + json.dumps(row))
         out.write("\n]}\n")
     elif fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        for row in iter_inventory(engine):
+        for row in iter_inventory(engine, roots):
             writer.writerow([csv_cell(v) for v in row.values()])
     else:
-        for row in iter_inventory(engine):
+        for row in iter_inventory(engine, roots):
             size = f"{row['declared_width']}x{row['declared_height']}" if row["declared_width"] else ""
             shown = row["url"] or f"(invalid) {row['raw_url']}"
             fields = (str(row["article"]), str(row["location"]), str(row["role"]), str(shown), size)
             out.write("  ".join(inert(f) for f in fields) + "\n")
 
 
-def summary_of(engine: Engine, report: SyncReport) -> dict[str, object]:
+def summary_of(engine: Engine, report: SyncReport, roots: Roots = None) -> dict[str, object]:
     from monitor.store import inventory as store
 
-    c = store.counts(engine)
+    c = store.counts(engine, roots)
     return {
         "files": c.files,
         "articles": c.articles,
@@ -135,16 +138,18 @@ def run_links(
 ) -> int:
     """The `links` command body; returns the exit code (0: inventory updated)."""
     from monitor.progress import file_progress
-    from monitor.run.inventory import sync_inventory
+    from monitor.run.inventory import scan_roots_of, sync_inventory
 
+    roots = scan_roots_of(settings.corpus, paths)  # RootUnavailable: exit 1, nothing touched
     with file_progress(tty, "reading corpus") as tick:
-        report = sync_inventory(engine, settings.corpus, paths, on_file=tick)
+        report = sync_inventory(engine, settings.corpus, roots, on_file=tick)
     for err in report.errors:
         print(f"corpus error: {inert(str(err))}", file=sys.stderr)
-    summary = summary_of(engine, report)
+    scope = None if "." in roots else tuple(roots)
+    summary = summary_of(engine, report, scope)
     if not summary_only:
         with _open(output) as out:
-            _write(fmt, out, engine, summary)
+            _write(fmt, out, engine, summary, scope)
     if fmt != "json" or summary_only or output is not None:
         line = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items())
         print(line, file=sys.stderr if (fmt != "table" and output is None) else sys.stdout)
@@ -161,15 +166,19 @@ class InventoryFormat(StrEnum):
 def links(
     ctx: typer.Context,
     paths: Annotated[
-        list[str] | None, typer.Argument(help="Corpus roots or files (default: corpus.roots).")
+        list[str] | None,
+        typer.Argument(metavar="PATH", help="Corpus roots or files (default: corpus.roots)."),
     ] = None,
-    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f", help="Inventory output format.")] = (
-        InventoryFormat.table
-    ),
+    fmt: Annotated[
+        InventoryFormat,
+        typer.Option("--format", "-f", metavar="[table|json|csv]", help="Inventory output format."),
+    ] = (InventoryFormat.table),
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the inventory to FILE.")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the inventory to FILE.")
     ] = None,
-    summary_only: Annotated[bool, typer.Option("--summary", help="Print only the summary.")] = False,
+    summary_only: Annotated[
+        bool, typer.Option("--summary/--no-summary", show_default=False, help="Print only the summary.")
+    ] = False,
 ) -> None:
     """Read the corpus, update the URL inventory in the database, and print it with a summary."""
     c = context_of(ctx)

@@ -23,19 +23,29 @@ class ReportFormat(StrEnum):
 @app.command()
 def report(
     ctx: typer.Context,
-    run: Annotated[str, typer.Option("--run", help="Run id, or 'latest'.")] = "latest",
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")] = ReportFormat.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    run: Annotated[str, typer.Option("--run", metavar="ID|latest", help="Run id, or 'latest'.")] = "latest",
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option("--format", "-f", metavar="[table|markdown|csv|json|html]", help="Report format."),
+    ] = ReportFormat.table,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE.")
+    ] = None,
     section: Annotated[
         list[str] | None,
         typer.Option(
             "--section",
             "-s",
+            metavar="NAME",
             help=f"Only these sections (repeatable): {NAMES_TEXT}.",
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Most URLs listed per section (0: no cap).")] = 1000,
-    trend_runs: Annotated[int | None, typer.Option("--trend-runs", help="Runs shown in the trend.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", metavar="N", help="Most URLs listed per section (0: no cap).")
+    ] = 1000,
+    trend_runs: Annotated[
+        int | None, typer.Option("--trend-runs", metavar="N", help="Runs shown in the trend.")
+    ] = None,
 ) -> None:
     """Render the report of a run: what is broken, image size problems, changes, trends."""
     from monitor.cli.check import emit

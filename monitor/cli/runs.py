@@ -24,7 +24,10 @@ def worker(
     concurrency: Annotated[
         int | None,
         typer.Option(
-            "--concurrency", min=1, help="Shards run at once (default: [distributed] worker_concurrency)."
+            "--concurrency",
+            metavar="N",
+            min=1,
+            help="Shards run at once (default: [distributed] worker_concurrency).",
         ),
     ] = None,
 ) -> None:
@@ -53,22 +56,29 @@ def worker(
 @app.command()
 def runs(
     ctx: typer.Context,
-    run_id: Annotated[int | None, typer.Argument(help="One run: list its shards too.")] = None,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh every 2 s until the run ends.")] = False,
+    run_id: Annotated[
+        int | None, typer.Argument(metavar="RUN_ID", help="One run: list its shards too.")
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch/--no-watch", show_default=False, help="Refresh every 2 s until the run ends."),
+    ] = False,
     fail_run: Annotated[
         bool,
         typer.Option(
-            "--fail",
+            "--fail/--no-fail",
+            show_default=False,
             help="Abandon RUN_ID: mark it failed, cancel its unfinished shards and jobs, free the lock.",
         ),
     ] = False,
     reason: Annotated[
-        str | None, typer.Option("--reason", help="With --fail: why (kept as the run's error).")
+        str | None,
+        typer.Option("--reason", metavar="TEXT", help="With --fail: why (kept as the run's error)."),
     ] = None,
 ) -> None:
     """List recent runs with their shards' progress (done/total, URLs checked, hand-backs) and state.
 
-    With ``RUN_ID --fail`` a running distributed run is abandoned: its workers stop at their
+    With `RUN_ID --fail` a running distributed run is abandoned: its workers stop at their
     next heartbeat and commit nothing more, and the next run can start. Exit 1 when the run
     is not running (already ended, unknown or local).
     """

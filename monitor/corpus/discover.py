@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from monitor.types import CorpusError, CorpusErrorKind
 
-__all__ = ["CorpusFile", "discover"]
+__all__ = ["CorpusFile", "RootUnavailable", "check_roots", "discover"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,38 @@ def _display(root: str, rel: str) -> str:
 def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
     with os.scandir(path) as entries:
         return sorted(entries, key=lambda entry: entry.name)
+
+
+class RootUnavailable(Exception):
+    """A corpus root that does not exist or cannot be read: the run must not start.
+
+    Unlike a bad file, a missing root would make every URL under it look gone (and a cron
+    job report a healthy night), so it is an error before anything is read or deleted.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"corpus root {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def check_roots(roots: Sequence[str | Path]) -> None:
+    """Raise ``RootUnavailable`` for the first root that is missing or unreadable."""
+    for root in roots:
+        shown = Path(root).as_posix()
+        try:
+            info = os.stat(root)
+            if stat.S_ISDIR(info.st_mode):
+                with os.scandir(root):
+                    pass
+            elif stat.S_ISREG(info.st_mode):
+                os.close(os.open(root, os.O_RDONLY))
+            else:
+                raise RootUnavailable(shown, "not a regular file or directory")
+        except FileNotFoundError:
+            raise RootUnavailable(shown, "no such file or directory") from None
+        except OSError as exc:
+            raise RootUnavailable(shown, exc.strerror or str(exc)) from None
 
 
 def discover(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, text, upd
 
 from monitor.clock import utcnow
 from monitor.run.shards import ShardSpec
-from monitor.store.plan import FAILING, live_urls
+from monitor.store.plan import FAILING, run_urls
 from monitor.store.tables import RESULTS, RUN_EVENTS, RUN_FANOUT, RUN_SHARDS, RUNS, URLS
 
 
@@ -39,10 +39,10 @@ class Claim:
     only_failing: bool
 
 
-def _pending_urls(run_id: int, only_failing: bool) -> Any:
-    """Live URLs without a result in this run (the same filter as ``plan_page``)."""
+def _pending_urls(db: Connection, run_id: int, only_failing: bool) -> Any:
+    """Live URLs of the run's roots without a result in this run (the same filter as ``plan_page``)."""
     cond = and_(
-        live_urls(),
+        run_urls(db, run_id),
         ~select(RESULTS.c.id).where(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id).exists(),
     )
     if only_failing:
@@ -51,9 +51,8 @@ def _pending_urls(run_id: int, only_failing: bool) -> Any:
 
 
 def host_counts(conn: Connection, run_id: int, only_failing: bool) -> dict[str, int]:
-    rows = conn.execute(
-        select(URLS.c.host, func.count()).where(_pending_urls(run_id, only_failing)).group_by(URLS.c.host)
-    )
+    pending = _pending_urls(conn, run_id, only_failing)
+    rows = conn.execute(select(URLS.c.host, func.count()).where(pending).group_by(URLS.c.host))
     return {host: int(n) for host, n in rows}
 
 
@@ -63,7 +62,7 @@ def slice_bounds(
     """Inclusive url-id ranges cutting ``host``'s pending URLs into ``parts`` equal slices."""
     inner = (
         select(URLS.c.id, func.ntile(parts).over(order_by=URLS.c.id).label("part"))
-        .where(URLS.c.host == host, _pending_urls(run_id, only_failing))
+        .where(URLS.c.host == host, _pending_urls(conn, run_id, only_failing))
         .subquery()
     )
     rows = conn.execute(

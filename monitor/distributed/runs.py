@@ -34,7 +34,7 @@ from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue
 from monitor.run import shards
-from monitor.run.check import RunOutcome
+from monitor.run.check import RunOutcome, checked_roots
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease
 from monitor.store import runs as store
@@ -77,6 +77,7 @@ async def start_run(
 ) -> tuple[int, int, int, SyncReport | None]:
     """Plan a run and queue one job per shard; returns (run id, shards, targets, inventory report)."""
     queue.require_postgres(settings)
+    roots = checked_roots(settings, paths)  # a missing root fails before the lease and any run row
     await asyncio.to_thread(queue.ensure_schema, settings)
     holder = run_holder()
     await take_lease(engine, settings, holder, wait)
@@ -90,10 +91,10 @@ async def start_run(
         inventory = None
         began = time.perf_counter()
         if not only_failing:
-            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, paths)
+            inventory = await asyncio.to_thread(sync_inventory, engine, settings.corpus, roots)
         planning = time.perf_counter()
         run_id, planned, total = await asyncio.to_thread(
-            plan_run, settings, engine, holder, trigger, only_failing
+            plan_run, settings, engine, holder, trigger, only_failing, roots
         )
         planned_at = time.perf_counter()
     except BaseException:
@@ -121,11 +122,19 @@ async def start_run(
 
 
 def plan_run(
-    settings: Settings, engine: Engine, holder: str, trigger: str, only_failing: bool
+    settings: Settings,
+    engine: Engine,
+    holder: str,
+    trigger: str,
+    only_failing: bool,
+    roots: Sequence[str] | None = None,
 ) -> tuple[int, list[tuple[int, str | None]], int]:
-    """Create the run, its shards and its fan-in row in one transaction (all or nothing)."""
+    """Create the run, its shards and its fan-in row in one transaction (all or nothing);
+    ``roots`` scope its plan (None: the whole inventory)."""
     d = settings.distributed
-    run_id = store.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=_now())
+    run_id = store.create_run(
+        engine, trigger=trigger, fingerprint=settings.fingerprint(), now=_now(), roots=roots
+    )
     with engine.begin() as conn:
         counts = ledger.host_counts(conn, run_id, only_failing)
         specs = shards.plan(

@@ -21,10 +21,11 @@ from sqlalchemy import Engine
 from monitor import alerts
 from monitor.clock import utcnow
 from monitor.config import Settings
+from monitor.corpus.discover import RootUnavailable
 from monitor.run import processes
 from monitor.run.batch import write_with_retry
 from monitor.run.dispatch import Run, RunScope
-from monitor.run.inventory import SyncReport, sync_inventory
+from monitor.run.inventory import SyncReport, scan_roots_of, sync_inventory
 from monitor.store import plan, runs
 from monitor.types import Severity
 
@@ -65,6 +66,16 @@ class RunOutcome:
         return self.severities.get(Severity.WARNING.value, 0)
 
 
+def checked_roots(settings: Settings, paths: Sequence[str] | None) -> list[str]:
+    """The run's normalised roots (default: corpus.roots); a missing or unreadable one is logged
+    (``corpus.root_unavailable``) and raised as ``RootUnavailable`` before any run row exists."""
+    try:
+        return scan_roots_of(settings.corpus, paths)
+    except RootUnavailable as exc:
+        log.error("corpus.root_unavailable", path=exc.path, reason=exc.reason)
+        raise
+
+
 async def run_check(
     settings: Settings,
     engine: Engine,
@@ -86,11 +97,16 @@ async def run_check(
 
     inventory: SyncReport | None = None
     resumed = runs.latest_interrupted(engine) if request.resume else None
+    # a resumed run goes on with the roots it recorded, unless told others
+    recorded = runs.recorded_roots(engine, resumed) if resumed is not None and not request.paths else None
+    roots = checked_roots(settings, recorded or request.paths)
     if resumed is not None:
         runs.reopen_run(engine, resumed, now)
         run_id, trigger = resumed, "resume"
     else:
-        run_id = runs.create_run(engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now)
+        run_id = runs.create_run(
+            engine, trigger=trigger, fingerprint=settings.fingerprint(), now=now, roots=roots
+        )
     # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes
     rlog = log.bind(run_id=run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id)
@@ -98,7 +114,7 @@ async def run_check(
         if not only_failing:  # a resumed run too: it may have died inside this pass (it is incremental)
             # incremental, so a pass cut by a lost connection is simply run again
             inventory = await write_with_retry(
-                lambda: sync_inventory(engine, settings.corpus, request.paths), what="the inventory"
+                lambda: sync_inventory(engine, settings.corpus, roots), what="the inventory"
             )
             for err in inventory.errors:
                 rlog.warning(

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 from sqlalchemy import Engine
 
 from monitor.config import CorpusSettings
-from monitor.corpus.discover import CorpusFile, discover
+from monitor.corpus.discover import CorpusFile, check_roots, discover
 from monitor.corpus.read import read_article
 from monitor.links.extract import extract
 from monitor.store import inventory as store
@@ -49,6 +49,13 @@ def _norm_root(root: str) -> str:
     return PurePosixPath(os.path.normpath(root)).as_posix()
 
 
+def scan_roots_of(corpus: CorpusSettings, roots: Sequence[str] | None) -> list[str]:
+    """The normalised roots a pass scans (default: the configured ones), each checked readable."""
+    scan_roots = [_norm_root(r) for r in (roots or corpus.roots)]
+    check_roots(scan_roots)
+    return scan_roots
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") or r == "." for r in roots)
 
@@ -64,7 +71,7 @@ def sync_inventory(
     """Scan ``roots`` (default: the configured ones) and update the inventory tables."""
     started = time.perf_counter()
     now = datetime.now(UTC)
-    scan_roots = [_norm_root(r) for r in (roots or corpus.roots)]
+    scan_roots = scan_roots_of(corpus, roots)  # raises RootUnavailable before anything is touched
     known = store.known_files(engine)
     report = SyncReport()
     seen: set[str] = set()

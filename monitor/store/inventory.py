@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from monitor.store.db import executemany, insert_ignore
+from monitor.store.scope import Roots, under_roots
 from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, URLS
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
 from monitor.urls import host_key
@@ -314,19 +315,32 @@ class InventoryCounts:
     wrong_types: int
 
 
-def counts(engine: Engine) -> InventoryCounts:
-    """Current inventory totals (live files only)."""
+def counts(engine: Engine, roots: Roots = None) -> InventoryCounts:
+    """Current inventory totals (live files only), of the articles under ``roots`` when given."""
+    in_roots = under_roots(ARTICLES.c.path, roots)
+    of_article = ARTICLES.c.id == OCCURRENCES.c.article_id
     with engine.connect() as conn:
         files = conn.execute(
-            select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None))
+            select(func.count()).select_from(ARTICLES).where(ARTICLES.c.deleted_at.is_(None), in_roots)
         ).scalar_one()
-        errors = conn.execute(select(func.count()).select_from(CORPUS_ERRORS)).scalar_one()
-        occ = conn.execute(select(func.count()).select_from(OCCURRENCES)).scalar_one()
+        errors = conn.execute(
+            select(func.count()).select_from(CORPUS_ERRORS).where(under_roots(CORPUS_ERRORS.c.path, roots))
+        ).scalar_one()
+        occ = conn.execute(
+            select(func.count()).select_from(OCCURRENCES.join(ARTICLES, of_article)).where(in_roots)
+        ).scalar_one()
         distinct = conn.execute(
-            select(func.count(func.distinct(OCCURRENCES.c.url_id))).where(OCCURRENCES.c.url_id.is_not(None))
+            select(func.count(func.distinct(OCCURRENCES.c.url_id)))
+            .select_from(OCCURRENCES.join(ARTICLES, of_article))
+            .where(OCCURRENCES.c.url_id.is_not(None), in_roots)
         ).scalar_one()
         by_kind: dict[str, int] = dict(
-            conn.execute(select(FINDINGS.c.kind, func.count()).group_by(FINDINGS.c.kind)).all()
+            conn.execute(
+                select(FINDINGS.c.kind, func.count())
+                .select_from(FINDINGS.join(ARTICLES, ARTICLES.c.id == FINDINGS.c.article_id))
+                .where(in_roots)
+                .group_by(FINDINGS.c.kind)
+            ).all()
         )
     return InventoryCounts(
         files=files,

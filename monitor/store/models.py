@@ -121,6 +121,8 @@ class RunRow(SQLModel, table=True):
     holder: str | None = Field(default=None, max_length=200)
     # a finished scheduled run's report files: NULL until written (a writer that died is caught up)
     reports_written_at: datetime | None = None
+    # JSON list of the corpus roots the run checks (see store/scope.py); NULL: the whole inventory
+    roots: str | None = Field(default=None, sa_type=Text)
 
 
 class ResultRow(SQLModel, table=True):

@@ -1,7 +1,8 @@
 """The check plan: which live URLs a run still has to check, page by page, and how many.
 
-A URL is planned while it appears in the live inventory and has no result row in the run,
-so a resumed run plans exactly what the interrupted one did not write.
+A URL is planned while it appears in the live inventory, in an article under the run's roots
+(``store.scope``), and has no result row in the run, so a resumed run plans exactly what the
+interrupted one did not write.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Exists, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, exists, func, not_, or_, select
 
+from monitor.store.scope import Roots, run_roots, url_in_scope
 from monitor.store.tables import OCCURRENCES, RESULTS, URLS
 from monitor.types import Role, Target, TargetKind, Verdict
 
@@ -27,9 +29,15 @@ class Planned:
     target: Target
 
 
-def live_urls() -> Exists:
-    """The URL has at least one occurrence in the live inventory (occurrences of gone files are deleted)."""
-    return exists().where(OCCURRENCES.c.url_id == URLS.c.id)
+def live_urls(roots: Roots = None) -> ColumnElement[bool]:
+    """The URL has an occurrence in the live inventory (occurrences of gone files are deleted),
+    in an article under ``roots`` when given."""
+    return url_in_scope(roots)
+
+
+def run_urls(conn: Connection, run_id: int) -> ColumnElement[bool]:
+    """``live_urls`` within the roots run ``run_id`` recorded."""
+    return live_urls(run_roots(conn, run_id))
 
 
 GOOD = [v.value for v in Verdict if v.is_good]
@@ -86,7 +94,7 @@ def plan_page(
             URLS.c.last_checked,
             URLS.c.last_verdict,
         )
-        .where(URLS.c.id > after_id, live_urls())
+        .where(URLS.c.id > after_id, run_urls(conn, run_id))
         .where(~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id)))
         .order_by(URLS.c.id)
         .limit(limit)
@@ -120,8 +128,8 @@ def count_plan(
     stale_before: Mapping[str, datetime] | None = None,
 ) -> int:
     """How many targets ``plan_page`` would yield in total (same filters)."""
-    query = _planned(select(func.count()).select_from(URLS), run_id, only_failing, stale_before)
     with engine.connect() as conn:
+        query = _planned(conn, select(func.count()).select_from(URLS), run_id, only_failing, stale_before)
         return int(conn.execute(query).scalar_one())
 
 
@@ -136,17 +144,21 @@ def count_plan_by_host(
 ) -> dict[str, int]:
     """``count_plan`` per host (within ``hosts`` and ``id_range``, as ``plan_page``): how a run's
     targets split between processes, and which hosts set its pace."""
-    query = _planned(select(URLS.c.host, func.count()).select_from(URLS), run_id, only_failing, stale_before)
-    if hosts is not None:
-        query = query.where(URLS.c.host.in_(list(hosts)))
-    if id_range is not None:
-        query = query.where(URLS.c.id.between(*id_range))
     with engine.connect() as conn:
+        query = _planned(
+            conn, select(URLS.c.host, func.count()).select_from(URLS), run_id, only_failing, stale_before
+        )
+        if hosts is not None:
+            query = query.where(URLS.c.host.in_(list(hosts)))
+        if id_range is not None:
+            query = query.where(URLS.c.id.between(*id_range))
         return {host: int(n) for host, n in conn.execute(query.group_by(URLS.c.host))}
 
 
-def _planned(query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None) -> Any:
-    query = query.where(live_urls()).where(
+def _planned(
+    conn: Connection, query: Any, run_id: int, only_failing: bool, stale_before: Mapping[str, datetime] | None
+) -> Any:
+    query = query.where(run_urls(conn, run_id)).where(
         ~exists().where(and_(RESULTS.c.run_id == run_id, RESULTS.c.url_id == URLS.c.id))
     )
     if only_failing:

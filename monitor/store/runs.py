@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from monitor.store.scope import encode_roots, run_roots
 from monitor.store.tables import RESULTS, RUNS
 
 
@@ -22,7 +24,10 @@ def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime) -> int:
+def create_run(
+    engine: Engine, *, trigger: str, fingerprint: str, now: datetime, roots: Sequence[str] | None = None
+) -> int:
+    """Open a run row; ``roots`` (normalised) scope its plan and reports (None: the whole inventory)."""
     with engine.begin() as conn:
         return int(
             conn.execute(
@@ -34,10 +39,18 @@ def create_run(engine: Engine, *, trigger: str, fingerprint: str, now: datetime)
                     trigger=trigger,
                     config_fingerprint=fingerprint,
                     holder=holder_id(),
+                    roots=encode_roots(roots) if roots is not None else None,
                 )
                 .returning(RUNS.c.id)
             ).scalar_one()
         )
+
+
+def recorded_roots(engine: Engine, run_id: int) -> list[str] | None:
+    """The roots run ``run_id`` recorded (None: none, or the whole inventory)."""
+    with engine.connect() as conn:
+        roots = run_roots(conn, run_id)
+    return list(roots) if roots is not None else None
 
 
 def run_state(engine: Engine, run_id: int) -> str:
