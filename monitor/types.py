@@ -43,6 +43,7 @@ class Verdict(StrEnum):
     REDIRECTED = "redirected"
     MOVED_PERMANENTLY = "moved_permanently"
     BROKEN = "broken"
+    SOFT_404 = "soft_404"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     RATE_LIMITED = "rate_limited"

@@ -9,6 +9,9 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
 * ``redirected`` — works, via temporary redirects only (302/303/307).
 * ``moved_permanently`` — works, but a 301/308 occurs somewhere in the chain: the link should
   be updated to the final URL, which the reason names.
+* ``soft_404`` — a redirect that lands where a removed page lands: the site root, a section or
+  index page far shorter than the original path, or a path holding a "not found" marker
+  (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect).
 * ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
   be followed, a redirect loop, too many hops, a redirect to another scheme, an oversized answer.
 * ``timeout`` / ``unreachable`` — no answer in time / no answer at all (DNS, refused or reset
@@ -25,9 +28,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from monitor.config import DEFAULT_SEVERITY, ImageSettings, VerdictPolicy
+from monitor.config import DEFAULT_SEVERITY, ImageSettings, Soft404Rules, VerdictPolicy
 from monitor.types import (
     FetchFailure,
     FetchOutcome,
@@ -37,6 +40,7 @@ from monitor.types import (
     Size,
     SizeCheck,
     Target,
+    TargetKind,
     Verdict,
 )
 
@@ -72,6 +76,8 @@ _BROKEN_FAILURES = {
     FetchFailure.BAD_REDIRECT: "bad redirect (other scheme or unusable Location)",
     FetchFailure.TOO_LARGE: "answer too large",
 }
+_ROOT_PAGES = frozenset({"", "index", "home", "default", "start"})  # stems of a site's front page
+_EXTENSION = re.compile(r"\.(s?html?|php\d?|aspx?|jsp|cfm)$", re.IGNORECASE)
 _RANK = {Severity.IGNORE: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 _SPACE = re.compile(r"\s+")
 
@@ -142,7 +148,7 @@ def _verdict(
     image = _image_problem(outcome)
     if image:
         return image
-    return _redirects(target, outcome, status, amp)
+    return _redirects(target, outcome, status, amp, policy)
 
 
 def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict, str]:
@@ -187,7 +193,9 @@ def _image_problem(outcome: FetchOutcome) -> tuple[Verdict, str] | None:
     return Verdict.IMAGE_UNREADABLE, f"image unreadable{detail}"
 
 
-def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) -> tuple[Verdict, str]:
+def _redirects(
+    target: Target, outcome: FetchOutcome, status: int, amp: bool, policy: VerdictPolicy
+) -> tuple[Verdict, str]:
     hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
     final = outcome.final_url or outcome.url
     if not hops:  # no redirect answered (a remapped URL's final_url differs without one)
@@ -195,6 +203,11 @@ def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) ->
         return Verdict.OK, f"HTTP {status}{accepted}"
     codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"
     to_origin = amp and _host(final) != _host(target.url)
+    if target.kind is TargetKind.PAGE and not to_origin:
+        rules = policy.soft_404.for_host(target.host)
+        evidence = soft_404_evidence(target.url, final, rules) if rules.enabled else None
+        if evidence:
+            return Verdict.SOFT_404, f"{evidence} ({codes}): {final}"
     if any(hop.status in PERMANENT_REDIRECTS for hop in hops):
         if to_origin:
             return Verdict.MOVED_PERMANENTLY, f"AMP cache redirects to the origin ({codes}): {final}"
@@ -202,6 +215,54 @@ def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) ->
     if to_origin:
         return Verdict.REDIRECTED, f"AMP cache redirects to the origin ({codes}): {final}"
     return Verdict.REDIRECTED, f"temporary redirect ({codes}) to {final}"
+
+
+def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | None:
+    """Why a redirect from ``original`` to ``final`` looks like a removed page, or None.
+
+    The rules run in order (root, marker, section) and the first that holds is the evidence.
+    Never a soft 404: an original that is itself a front page, a redirect that carries the
+    original path in its query (a login or consent gate), or one that keeps the original's last
+    path segment (a story moved under a new path). A final query naming a page (``/?p=123``)
+    rules out root and section; the section rule needs the same site (``www.`` aside).
+    """
+    try:
+        src, dst = urlsplit(original), urlsplit(final)
+        hosts = (src.hostname or "").removeprefix("www."), (dst.hostname or "").removeprefix("www.")
+    except ValueError:
+        return None
+    before, after = _segments(src.path), _segments(dst.path)
+    if _is_root(before) or unquote(src.path).rstrip("/") in unquote(dst.query):
+        return None
+    if before[-1].lower() in (part.lower() for part in after):
+        return None
+    query = parse_qsl(dst.query, keep_blank_values=True)
+    markers = {marker.lower() for marker in rules.markers}
+    had = {_stem(part) for part in before}
+    if any(_stem(part) in markers - had for part in after) or any(
+        key.lower() in markers or value.lower() in markers for key, value in query
+    ):
+        return "redirects to a not-found page"
+    if any(not key.lower().startswith("utm_") for key, _ in query):
+        return None
+    if _is_root(after):
+        return "redirects to the site root" if rules.root else None
+    shorter = len("/".join(after)) <= rules.section_ratio * len("/".join(before))
+    if hosts[0] == hosts[1] and len(after) < len(before) and shorter:
+        return "redirects to a much shorter section or index page"
+    return None
+
+
+def _segments(path: str) -> list[str]:
+    return [part for part in unquote(path).split("/") if part]
+
+
+def _is_root(segments: list[str]) -> bool:
+    return not segments or (len(segments) == 1 and _stem(segments[0]) in _ROOT_PAGES)
+
+
+def _stem(segment: str) -> str:
+    return _EXTENSION.sub("", segment).lower()
 
 
 def _host(url: str) -> str:

@@ -15,7 +15,8 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /hang-after-headers /drop /reset /wrong-length /gzip /gzip-bomb[?enc=br] /etag /flaky/{n}?key=
 /retry-after/{s}?key=[&code=&date=1] /429-always[?retry_after=] /cf-challenge /999
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
-/echo-headers /cookie-redirect /forget-counters (benchmarks: flaky and retry-after fail again).
+/echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
+and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again).
 Any route answers HEAD with ``?head_status=N`` (to force the GET fallback). Requests in absolute
 form (``GET http://any.example/status/200``) are served as a forward proxy would, marked ``proxied``.
 """
@@ -204,6 +205,7 @@ class FixtureServer:
         }
         self._routes["429-always"] = self._r_always_429
         self._routes["999"] = self._r_status_999
+        self._routes[""] = self._r_site  # the site root
 
     # --- test-facing API --------------------------------------------------------------
 
@@ -465,6 +467,15 @@ class FixtureServer:
     async def _r_redirect_to(self, conn: _Conn, req: _Request) -> bool:
         code = int(req.parts[1]) if len(req.parts) > 1 else 302
         return await self._respond(conn, req, code, headers=[("Location", req.q("to", "/status/200"))])
+
+    async def _r_gone(self, conn: _Conn, req: _Request) -> bool:
+        """A removed story: whatever its path, a redirect (301 unless ``code``) to ``to`` (the root)."""
+        code = int(req.q("code", "301"))
+        return await self._respond(conn, req, code, headers=[("Location", req.q("to", "/"))])
+
+    async def _r_site(self, conn: _Conn, req: _Request) -> bool:
+        """Any page of a healthy site: the root, a section, a story, a soft "not found" page."""
+        return await self._respond(conn, req, 200, HTML, content_type="text/html")
 
     async def _r_redirect_relative(self, conn: _Conn, req: _Request) -> bool:
         return await self._respond(conn, req, 302, headers=[("Location", "status/200?via=relative")])
