@@ -46,6 +46,8 @@ EVENTS: dict[str, list[str]] = {
     "image.size_mismatch": ["url", "article", "location", "declared", "actual", "check"],
     "corpus.error": ["path", "kind", "message", "line", "column"],
     "host.down": ["host", "count", "sample"],
+    "link.blocked": ["url", "host", "reason", "articles", "locations"],
+    "host.blocked": ["host", "count", "sample", "reason"],
     "job.started": ["job"],
     "job.finished": ["job", "duration_s"],
     "job.skipped": ["job", "reason"],

@@ -239,6 +239,7 @@ class FetchOutcome:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
+    title: str | None = None  # <title> of an error page read for bot-wall markers (fetch: WALL_SERVERS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,8 @@ CHALLENGE_STATUSES = frozenset({401, 403, 503})
 
 # Bot-protection markers, deliberately conservative: each is a header a protection vendor sets
 # only on its own challenge/deny answers, never on ordinary pages. A marker counts only on a
-# status in CHALLENGE_STATUSES (Akamai's only on 403); a plain 401/403 without one is broken.
+# status in CHALLENGE_STATUSES (Akamai's only on 403, AWS WAF's also on 405); a plain
+# 401/403 without one is broken.
 # ``server: cloudflare`` alone does NOT count: Cloudflare fronts millions of origins whose own
 # 403s pass through it unchanged. fetch.py must keep these headers (lower-cased) in
 # ``FetchOutcome.headers``.
@@ -62,6 +63,15 @@ BLOCK_MARKERS: dict[str, str] = {
     "akamai-grn": "Akamai",  # only with 403
 }
 BLOCK_HEADERS = frozenset(BLOCK_MARKERS)
+# Markers that count on other statuses than CHALLENGE_STATUSES (AWS WAF's CAPTCHA answers 405).
+_MARKER_STATUSES = {"akamai-grn": frozenset({403}), "x-amzn-waf-action": frozenset({403, 405})}
+# Interstitials known by ``server`` plus the page title (fetch reads the title of such error
+# pages): (server substring, statuses, lower-cased title prefix, vendor).
+BLOCK_PAGES: tuple[tuple[str, frozenset[int], str, str], ...] = (
+    ("cloudflare", frozenset({403, 503}), "just a moment", "Cloudflare challenge page"),
+    ("cloudflare", frozenset({403, 503}), "attention required! | cloudflare", "Cloudflare block page"),
+    ("akamaighost", frozenset({403}), "access denied", "Akamai"),
+)
 
 _UNREACHABLE = {
     FetchFailure.DNS: "DNS lookup failed",
@@ -132,7 +142,7 @@ def _verdict(
     amp = Role.CDN_AMP in roles
     accepted = status in policy.accept_statuses
     if not accepted:
-        blocked = _blocked_by(status, outcome.headers)
+        blocked = _blocked_by(status, outcome.headers, outcome.title)
         if blocked:
             return Verdict.BLOCKED, f"bot protection ({blocked}, HTTP {status})"
         if status == 429:
@@ -164,19 +174,19 @@ def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict
     return Verdict.BROKEN, f"{_BROKEN_FAILURES.get(failure, str(failure))}{detail}"
 
 
-def _blocked_by(status: int, headers: Mapping[str, str]) -> str | None:
+def _blocked_by(status: int, headers: Mapping[str, str], title: str | None) -> str | None:
     """The vendor whose challenge this answer is, or None for an ordinary answer."""
     if status == BLOCK_STATUS:
         return "HTTP 999"
-    if status not in CHALLENGE_STATUSES:
-        return None
     lowered = {key.lower(): value for key, value in headers.items()}
+    server, heading = lowered.get("server", "").lower(), (title or "").lower()
+    for name, statuses, prefix, vendor in BLOCK_PAGES:
+        if name in server and status in statuses and heading.startswith(prefix):
+            return vendor
     for name, vendor in BLOCK_MARKERS.items():
-        if name not in lowered:
+        if name not in lowered or status not in _MARKER_STATUSES.get(name, CHALLENGE_STATUSES):
             continue
         if name == "cf-mitigated" and lowered[name].strip().lower() != "challenge":
-            continue
-        if name == "akamai-grn" and status != 403:
             continue
         return vendor
     return None

@@ -14,6 +14,7 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /redirect-relative /redirect-loop /redirect-scheme /redirect-secret /slow-headers/{ms} /slow-drip
 /hang-after-headers /drop /reset /wrong-length /gzip /gzip-bomb[?enc=br] /etag /flaky/{n}?key=
 /retry-after/{s}?key=[&code=&date=1] /429-always[?retry_after=] /cf-challenge /999
+/wall/{kind}[/…][?switch=KEY] (bot walls, see WALLS; with ``switch`` a 200 page until set_switch(KEY, n))
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
 /echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
 and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again).
@@ -59,6 +60,21 @@ PAGE = (
     + b"</p></body></html>\n"
 )
 
+# Bot walls as their vendors answer: status, headers, page title (a real-looking page around it).
+WALLS: dict[str, tuple[int, list[tuple[str, str]], str]] = {
+    "cf-page": (503, [("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")], "Just a moment..."),
+    "cf-block": (403, [("Server", "cloudflare")], "Attention Required! | Cloudflare"),
+    "cf-403": (
+        403,
+        [("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")],
+        "403 Forbidden",
+    ),  # not a wall
+    "akamai": (403, [("Server", "AkamaiGHost")], "Access Denied"),
+    "akamai-grn": (403, [("akamai-grn", "0.1c2e3b17.1700000000.2ac4f0b1")], "Access Denied"),
+    "datadome": (403, [("x-datadome", "protected"), ("Server", "nginx")], "example.com"),
+    "aws-waf": (405, [("x-amzn-waf-action", "captcha")], "Human Verification"),
+    "linkedin": (999, [], "Request denied"),
+}
 _BOMBS: dict[str, bytes] = {}
 _BOMB_LOCK = threading.Lock()
 
@@ -582,6 +598,18 @@ class FixtureServer:
     async def _r_cf_challenge(self, conn: _Conn, req: _Request) -> bool:
         fields = [("cf-mitigated", "challenge"), ("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")]
         return await self._respond(conn, req, 403, HTML, headers=fields, content_type="text/html")
+
+    async def _r_wall(self, conn: _Conn, req: _Request) -> bool:
+        kind = req.parts[1] if len(req.parts) > 1 else "cf-page"
+        with self._lock:
+            walled = not req.q("switch") or self._switches.get(req.q("switch"), 200) != 200
+        if kind not in WALLS or not walled:
+            return await self._respond(
+                conn, req, 200 if walled is False else 404, HTML, content_type="text/html"
+            )
+        status, fields, title = WALLS[kind]
+        page = f"<!DOCTYPE html><html><head><title>{title}</title></head><body>{'x' * 20000}</body></html>"
+        return await self._respond(conn, req, status, page.encode(), headers=fields, content_type="text/html")
 
     async def _r_image(self, conn: _Conn, req: _Request) -> bool:
         base = IMAGES.resolve()

@@ -61,6 +61,7 @@ class Progress:
         "phase",
         "retry_after",
         "status",
+        "title",
         "url",
     )
 
@@ -76,6 +77,7 @@ class Progress:
         self.failure: FetchFailure | None = None
         self.detail = ""
         self.retry_after: float | None = None
+        self.title: str | None = None
         self.phase = "starting"
         self._fresh = False
 
@@ -87,7 +89,7 @@ class Progress:
         if self._fresh:
             self._fresh = False
             self.hops = []
-            self.status = self.headers = self.image = self.failure = self.retry_after = None
+            self.status = self.headers = self.image = self.failure = self.retry_after = self.title = None
             self.bytes_read = 0
             self.detail = ""
         self.url, self.method = url, method
@@ -157,4 +159,5 @@ def outcome(target: Target, p: Progress, elapsed: float) -> FetchOutcome:
         not_modified=p.status == 304 and p.failure is None,
         etag=headers.get("etag"),
         last_modified=headers.get("last-modified"),
+        title=p.title,
     )

@@ -201,6 +201,8 @@ def save_results(
                 state is None or state.last_verdict != "moved_permanently"
             ):
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
+            if judgement.verdict is Verdict.BLOCKED and (state is None or state.last_verdict != "blocked"):
+                events.append(alerts.blocked_event(target.url, target.host, judgement.reason, occ_dicts))
         results.write_batch(conn, run_id, rows, now)
         if guard is not None:
             guard.after(conn, events, len(rows.results))
