@@ -166,6 +166,32 @@ def blocked_event(url: str, host: str, reason: str, occurrences: Sequence[Mappin
     }
 
 
+def cache_domain(host: str) -> str:
+    """The AMP cache a cache URL's host belongs to: ``x-com.cdn.ampproject.org`` → ``cdn.ampproject.org``.
+
+    Google's cache gives each publisher its own subdomain; a single-origin cache (or an address)
+    is its own host.
+    """
+    name = host.lower()
+    labels = name.partition(":")[0].split(".")
+    if len(labels) <= 2 or labels[-1].isdigit() or name.startswith("["):
+        return name
+    return name.partition(".")[2]
+
+
+def amp_not_cached_event(url: str, host: str, reason: str, occurrences: Sequence[Mapping[str, Any]]) -> Event:
+    """``amp.not_cached``: a ``cdnAmpWebUrl`` the cache no longer holds (informational)."""
+    articles, locations = _where(occurrences)
+    keys = {
+        "url": url,
+        "host": cache_domain(host),
+        "reason": reason,
+        "articles": articles,
+        "locations": locations,
+    }
+    return "amp.not_cached", keys
+
+
 def size_mismatch_event(
     url: str, article: str, location: str, declared: Size | None, actual: Size | None, check: SizeCheck
 ) -> Event:
@@ -180,12 +206,17 @@ def size_mismatch_event(
     }
 
 
-HOST_GROUPS = {"link.broken": "host.down", "link.blocked": "host.blocked"}
+HOST_GROUPS = {
+    "link.broken": "host.down",
+    "link.blocked": "host.blocked",
+    "amp.not_cached": "amp.cache_flipped",
+}
 
 
 def group_host_down(events: Sequence[Event], threshold: int, sample: int = HOST_DOWN_SAMPLE) -> list[Event]:
-    """Collapse ``threshold`` or more ``link.broken`` (``link.blocked``) events of one host into one
-    ``host.down`` (``host.blocked``).
+    """Collapse ``threshold`` or more ``link.broken`` (``link.blocked``, ``amp.not_cached``) events of
+    one host (for the AMP cache: of one cache) into one ``host.down`` (``host.blocked``,
+    ``amp.cache_flipped``).
 
     One dead or walled host should say so once, not once per link. The host event takes the
     place of that host's first link event of the kind; other events keep their order. ``sample``
@@ -206,7 +237,7 @@ def group_host_down(events: Sequence[Event], threshold: int, sample: int = HOST_
             emitted.add(key)
             urls = by_host[key]
             host_keys = {"host": key[1], "count": len(urls), "sample": sorted(urls)[:sample]}
-            if name == "link.blocked":
+            if name != "link.broken":
                 host_keys["reason"] = keys["reason"]
             out.append((HOST_GROUPS[name], host_keys))
     return out

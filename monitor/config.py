@@ -54,10 +54,8 @@ class CorpusSettings(_Section):
     def _template_ok(cls, value: str) -> str:
         allowed = {"subdomain", "s", "host", "path"}
         names = set(re.findall(r"{(\w*)}", value))
-        if not names <= allowed or not {"subdomain", "path"} <= names:
-            raise ValueError(
-                f"placeholders must be among {sorted(allowed)} and include {{subdomain}} and {{path}}"
-            )
+        if not names <= allowed or "path" not in names:
+            raise ValueError(f"placeholders must be among {sorted(allowed)} and include {{path}}")
         return value
 
 
@@ -201,6 +199,8 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
     Verdict.MOVED_PERMANENTLY: Severity.WARNING,
     Verdict.BROKEN: Severity.ERROR,
     Verdict.SOFT_404: Severity.ERROR,
+    Verdict.AMP_RETIRED: Severity.IGNORE,
+    Verdict.AMP_NOT_CACHED: Severity.IGNORE,
     Verdict.TIMEOUT: Severity.WARNING,
     Verdict.UNREACHABLE: Severity.ERROR,
     Verdict.RATE_LIMITED: Severity.WARNING,

@@ -48,6 +48,8 @@ EVENTS: dict[str, list[str]] = {
     "host.down": ["host", "count", "sample"],
     "link.blocked": ["url", "host", "reason", "articles", "locations"],
     "host.blocked": ["host", "count", "sample", "reason"],
+    "amp.not_cached": ["url", "host", "reason", "articles", "locations"],
+    "amp.cache_flipped": ["host", "count", "sample", "reason"],
     "job.started": ["job"],
     "job.finished": ["job", "duration_s"],
     "job.skipped": ["job", "reason"],

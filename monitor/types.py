@@ -52,11 +52,13 @@ class Verdict(StrEnum):
     IMAGE_UNREADABLE = "image_unreadable"
     INVALID_URL = "invalid_url"
     SKIPPED = "skipped"
+    AMP_RETIRED = "amp_retired"
+    AMP_NOT_CACHED = "amp_not_cached"
 
     @property
     def is_good(self) -> bool:
         """The URL works (possibly via redirects)."""
-        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY)
+        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY, Verdict.AMP_RETIRED)
 
     @property
     def is_failure(self) -> bool:

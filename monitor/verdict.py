@@ -12,6 +12,10 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
 * ``soft_404`` — a redirect that lands where a removed page lands: the site root, a section or
   index page far shorter than the original path, or a path holding a "not found" marker
   (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect).
+* ``amp_retired`` — works: an ``ampWebUrl`` that redirects to a non-AMP page of its site (the
+  publisher dropped AMP); informational, not a link to update.
+* ``amp_not_cached`` — a ``cdnAmpWebUrl`` (and nothing else) that answers 404 or redirects to
+  the origin: the cache holds no copy; informational.
 * ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
   be followed, a redirect loop, too many hops, a redirect to another scheme, an oversized answer.
 * ``timeout`` / ``unreachable`` — no answer in time / no answer at all (DNS, refused or reset
@@ -140,6 +144,7 @@ def _verdict(
     if status is None:
         return Verdict.UNREACHABLE, "no HTTP answer recorded"
     amp = Role.CDN_AMP in roles
+    cache_only = roles == {Role.CDN_AMP}
     accepted = status in policy.accept_statuses
     if not accepted:
         blocked = _blocked_by(status, outcome.headers, outcome.title)
@@ -149,6 +154,8 @@ def _verdict(
             return Verdict.RATE_LIMITED, f"still rate limited (HTTP 429) after {_tries(outcome.attempts)}"
         if status >= 400:
             tries = f" after {_tries(outcome.attempts)}" if outcome.attempts > 1 else ""
+            if cache_only and status == 404:
+                return Verdict.AMP_NOT_CACHED, f"AMP cache: not cached (HTTP 404){tries}"
             if amp and status == 404:
                 return Verdict.BROKEN, f"AMP cache: not cached (HTTP 404){tries}"
             prefix = "AMP cache: " if amp else ""
@@ -158,7 +165,7 @@ def _verdict(
     image = _image_problem(outcome)
     if image:
         return image
-    return _redirects(target, outcome, status, amp, policy)
+    return _redirects(target, outcome, status, roles, policy)
 
 
 def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict, str]:
@@ -204,7 +211,7 @@ def _image_problem(outcome: FetchOutcome) -> tuple[Verdict, str] | None:
 
 
 def _redirects(
-    target: Target, outcome: FetchOutcome, status: int, amp: bool, policy: VerdictPolicy
+    target: Target, outcome: FetchOutcome, status: int, roles: frozenset[Role], policy: VerdictPolicy
 ) -> tuple[Verdict, str]:
     hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
     final = outcome.final_url or outcome.url
@@ -212,12 +219,16 @@ def _redirects(
         accepted = "" if 200 <= status < 300 else " (accepted by policy)"
         return Verdict.OK, f"HTTP {status}{accepted}"
     codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"
-    to_origin = amp and _host(final) != _host(target.url)
+    to_origin = Role.CDN_AMP in roles and _host(final) != _host(target.url)
+    if to_origin and roles == {Role.CDN_AMP}:
+        return Verdict.AMP_NOT_CACHED, f"AMP cache: not cached, redirects to the origin ({codes}): {final}"
     if target.kind is TargetKind.PAGE and not to_origin:
         rules = policy.soft_404.for_host(target.host)
         evidence = soft_404_evidence(target.url, final, rules) if rules.enabled else None
         if evidence:
             return Verdict.SOFT_404, f"{evidence} ({codes}): {final}"
+    if Role.AMP in roles and amp_retired(target.url, final):
+        return Verdict.AMP_RETIRED, f"AMP retired: redirects to the non-AMP page ({codes}): {final}"
     if any(hop.status in PERMANENT_REDIRECTS for hop in hops):
         if to_origin:
             return Verdict.MOVED_PERMANENTLY, f"AMP cache redirects to the origin ({codes}): {final}"
@@ -244,7 +255,8 @@ def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | N
     before, after = _segments(src.path), _segments(dst.path)
     if _is_root(before) or unquote(src.path).rstrip("/") in unquote(dst.query):
         return None
-    if before[-1].lower() in (part.lower() for part in after):
+    slug = next((part for part in reversed(before) if part.lower() != "amp"), before[-1]).lower()
+    if slug in (part.lower() for part in after):
         return None
     query = parse_qsl(dst.query, keep_blank_values=True)
     markers = {marker.lower() for marker in rules.markers}
@@ -261,6 +273,36 @@ def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | N
     if hosts[0] == hosts[1] and len(after) < len(before) and shorter:
         return "redirects to a much shorter section or index page"
     return None
+
+
+def amp_retired(original: str, final: str) -> bool:
+    """Whether an AMP URL's redirect lands on a non-AMP page of the same site (``www.``/``amp.`` aside)."""
+    try:
+        src, dst = urlsplit(original), urlsplit(final)
+        same = _site(src.hostname) == _site(dst.hostname)
+    except ValueError:
+        return False
+    return (
+        same
+        and not _is_root(_segments(dst.path))
+        and not _has_amp_marker(dst.hostname or "", dst.path, dst.query)
+    )
+
+
+def _site(host: str | None) -> str:
+    name = (host or "").lower()
+    for prefix in ("www.", "amp."):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _has_amp_marker(host: str, path: str, query: str) -> bool:
+    """``amp.`` host, an ``amp`` path segment or ``.amp`` suffix, or an ``amp`` query key or value."""
+    if host.lower().startswith("amp."):
+        return True
+    if any(part.lower() == "amp" or ".amp" in part.lower() for part in _segments(path)):
+        return True
+    return any(key.lower() == "amp" or value.lower() == "amp" for key, value in parse_qsl(query, True))
 
 
 def _segments(path: str) -> list[str]:

@@ -14,6 +14,7 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /redirect-relative /redirect-loop /redirect-scheme /redirect-secret /slow-headers/{ms} /slow-drip
 /hang-after-headers /drop /reset /wrong-length /gzip /gzip-bomb[?enc=br] /etag /flaky/{n}?key=
 /retry-after/{s}?key=[&code=&date=1] /429-always[?retry_after=] /cf-challenge /999
+/c/[s/]{host}{path} (an AMP cache: 200 until set_switch("amp-cache", 404 or 301: to the origin))
 /wall/{kind}[/…][?switch=KEY] (bot walls, see WALLS; with ``switch`` a 200 page until set_switch(KEY, n))
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
 /echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
@@ -598,6 +599,15 @@ class FixtureServer:
     async def _r_cf_challenge(self, conn: _Conn, req: _Request) -> bool:
         fields = [("cf-mitigated", "challenge"), ("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")]
         return await self._respond(conn, req, 403, HTML, headers=fields, content_type="text/html")
+
+    async def _r_c(self, conn: _Conn, req: _Request) -> bool:
+        """A single-origin AMP cache: serves its copy until the "amp-cache" switch says 404 or 301."""
+        with self._lock:
+            mode = self._switches.get("amp-cache", 200)
+        if mode == 301:
+            scheme, rest = ("https", req.parts[2:]) if req.parts[1:2] == ["s"] else ("http", req.parts[1:])
+            return await self._respond(conn, req, 301, headers=[("Location", f"{scheme}://{'/'.join(rest)}")])
+        return await self._respond(conn, req, mode, HTML, content_type="text/html")
 
     async def _r_wall(self, conn: _Conn, req: _Request) -> bool:
         kind = req.parts[1] if len(req.parts) > 1 else "cf-page"

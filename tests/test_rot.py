@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import Soft404Rules, Soft404Settings, VerdictPolicy, load_settings
+from monitor.run.check import run_check
+from monitor.store.db import open_engine
+from monitor.store.models import ResultRow, UrlRow
 from monitor.types import FetchOutcome, Hop, Role, Severity, Target, TargetKind, Verdict
+from monitor.urls import amp_cache_url, validate_amp_template
 from monitor.verdict import classify, soft_404_evidence
 from tests.server import FixtureServer
-from tests.test_check import config_file, write
+from tests.test_check import config_file, settings_for, write
 
 SITE = "https://news.example.com"
 STORY = f"{SITE}/2019/05/12/council-votes-on-budget"
@@ -151,3 +158,103 @@ def test_removed_stories_are_soft_404_in_every_report_format(server: FixtureServ
         assert out.exit_code == 0, out.output
         text = out.stdout.replace("soft\\_404", "soft_404")  # Markdown escapes the underscore
         assert text.count("soft_404") >= 3 and "redirects to the site root" in text, fmt
+
+
+# --- retired AMP ----------------------------------------------------------------------------
+
+
+def test_single_origin_cache_template_is_accepted(tmp_path: Path) -> None:
+    """A cache without per-publisher subdomains can be written; only ``{path}`` is required."""
+    template = "https://cache.example/c/s/{host}{path}"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[corpus]\namp_cache_template = "{template}"\n')
+    assert load_settings(cfg).corpus.amp_cache_template == template
+    assert amp_cache_url("https://news.example.com/a/amp?x=1", template) == (
+        "https://cache.example/c/s/news.example.com/a/amp?x=1"
+    )
+    assert validate_amp_template("https://cache.example/{host}") == "template lacks {path}"
+
+
+@pytest.mark.parametrize(
+    ("original", "final", "verdict"),
+    [
+        (f"{SITE}/2019/story/amp", f"{SITE}/2019/story", Verdict.AMP_RETIRED),
+        (f"{SITE}/2019/story.amp.html", f"{SITE}/2019/story.html", Verdict.AMP_RETIRED),
+        (f"{SITE}/2019/story?outputType=amp", f"{SITE}/2019/story", Verdict.AMP_RETIRED),
+        (
+            "https://amp.news.example.com/2019/story",
+            "https://www.news.example.com/2019/story",
+            Verdict.AMP_RETIRED,
+        ),
+        (f"{SITE}/a/amp", f"{SITE}/a", Verdict.AMP_RETIRED),  # short, but the slug is kept: no soft 404
+        (f"{SITE}/2019/story/amp", f"{SITE}/", Verdict.SOFT_404),  # removed, not retired
+        (f"{SITE}/2019/story/amp", f"{SITE}/amp/2019/story", Verdict.MOVED_PERMANENTLY),  # still AMP
+        (f"{SITE}/2019/story/amp", "https://other.example/2019/story", Verdict.MOVED_PERMANENTLY),
+    ],
+)
+def test_amp_retired(original: str, final: str, verdict: Verdict) -> None:
+    """An ampWebUrl redirecting to the non-AMP page of its site is amp_retired, informational and good."""
+    target = Target(
+        url=original, host=original.split("/")[2], kind=TargetKind.PAGE, roles=frozenset({Role.AMP})
+    )
+    outcome = FetchOutcome(url=original, status=200, final_url=final, redirects=(Hop(original, 301, final),))
+    got = classify(target, outcome, VerdictPolicy())
+    assert got.verdict is verdict, got.reason
+    if verdict is Verdict.AMP_RETIRED:
+        assert got.severity is Severity.IGNORE and got.verdict.is_good
+        assert got.reason == f"AMP retired: redirects to the non-AMP page (301): {final}"
+
+
+def _amp_corpus(server: FixtureServer, tmp_path: Path, count: int) -> tuple[list[str], list[str]]:
+    u = server.url
+    amps = [u(f"/gone/2019/0{i}/story-{i}/amp?to=/site/2019/0{i}/story-{i}") for i in range(count)]
+    amps.append(u("/site/2021/healthy/amp"))
+    caches = [u(f"/c/{a.split('://', 1)[1]}", host="localhost") for a in amps]
+    for i, (amp, cache) in enumerate(zip(amps, caches, strict=True)):
+        write(tmp_path, f"a{i}.md", f'---\nampWebUrl: "{amp}"\ncdnAmpWebUrl: "{cache}"\n---\n')
+    return amps, caches
+
+
+def test_retired_amp_and_a_cache_that_flips(server: FixtureServer, tmp_path: Path) -> None:
+    """Run 1: the publisher dropped AMP (amp_retired) and the cache still serves (ok), exit 0.
+    Run 2: the whole cache answers 404: every cache URL is amp_not_cached, one amp.cache_flipped
+    event, still exit 0. Run 3: the cache redirects to the origin: not cached, no new event."""
+    amps, caches = _amp_corpus(server, tmp_path, 4)
+    s = settings_for(
+        tmp_path,
+        **{
+            "corpus.amp_cache_template": f"http://localhost:{server.port}/c/{{s}}{{host}}{{path}}",
+            "alerts.host_down_threshold": 3,
+        },
+    )
+    engine_url = s.database_url
+
+    def run() -> tuple[list[dict[str, object]], dict[str, str]]:
+        with capture_logs() as events:
+            code = asyncio.run(run_check(s, open_engine(engine_url)))
+        with open_engine(engine_url).connect() as conn:
+            rows = conn.execute(
+                select(UrlRow.url, ResultRow.verdict, ResultRow.reason)
+                .join(ResultRow, ResultRow.url_id == UrlRow.id)
+                .where(ResultRow.run_id == code.run_id)
+            ).all()
+        assert code.severities.get("error", 0) == 0, rows  # informational: nothing fails the run
+        return events, {url: f"{verdict}: {reason}" for url, verdict, reason in rows}
+
+    events, got = run()
+    assert [got[a].split(":")[0] for a in amps] == ["amp_retired"] * 4 + ["ok"]
+    assert {got[c].split(":")[0] for c in caches} == {"ok"}
+    assert not [e for e in events if e["event"] in ("amp.not_cached", "amp.cache_flipped", "link.moved")]
+    assert not [e for e in events if e["event"] == "finding"]
+    server.set_switch("amp-cache", 404)
+    events, got = run()
+    assert {got[c] for c in caches} == {"amp_not_cached: AMP cache: not cached (HTTP 404) after 2 attempts"}
+    flipped = [e for e in events if e["event"] == "amp.cache_flipped"]
+    assert len(flipped) == 1 and flipped[0]["count"] == 5 and flipped[0]["host"] == f"localhost:{server.port}"
+    assert not [e for e in events if e["event"] in ("amp.not_cached", "link.broken", "host.down")]
+    server.set_switch("amp-cache", 301)
+    events, got = run()
+    assert all(
+        got[c].startswith("amp_not_cached: AMP cache: not cached, redirects to the origin") for c in caches
+    )
+    assert not [e for e in events if e["event"].startswith("amp.")]

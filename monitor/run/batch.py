@@ -203,6 +203,14 @@ def save_results(
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
             if judgement.verdict is Verdict.BLOCKED and (state is None or state.last_verdict != "blocked"):
                 events.append(alerts.blocked_event(target.url, target.host, judgement.reason, occ_dicts))
+            if (  # a change from a checked state: a cache that flips is one grouped event
+                judgement.verdict is Verdict.AMP_NOT_CACHED
+                and state is not None
+                and state.last_verdict not in (None, Verdict.AMP_NOT_CACHED.value)
+            ):
+                events.append(
+                    alerts.amp_not_cached_event(target.url, target.host, judgement.reason, occ_dicts)
+                )
         results.write_batch(conn, run_id, rows, now)
         if guard is not None:
             guard.after(conn, events, len(rows.results))
