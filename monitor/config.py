@@ -215,6 +215,9 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
 class ImageSettings(_Section):
     tolerance_px: Annotated[int, Field(ge=0)] = 0
     aspect_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    placeholder_min_uses: Annotated[int, Field(ge=0)] = (
+        3  # same bytes at this many URLs or articles of a host; 0 = off
+    )
 
 
 class AlertSettings(_Section):

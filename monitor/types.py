@@ -241,6 +241,7 @@ class FetchOutcome:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
+    image_digest: str | None = None  # "sha256 of the first 1 KB:full size:content type" (placeholder images)
     title: str | None = None  # <title> of an error page read for bot-wall markers (fetch: WALL_SERVERS)
 
 

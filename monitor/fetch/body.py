@@ -20,7 +20,7 @@ import httpx
 
 from monitor.fetch.decode import Decoder
 from monitor.fetch.errors import FOREIGN
-from monitor.fetch.facts import FetchStats, Progress
+from monitor.fetch.facts import DIGEST_WINDOW, FetchStats, Progress
 from monitor.fetch.headers import header_dict
 from monitor.fetch.transport import bodyless_request
 from monitor.probe.sniff import ImageProbe
@@ -109,6 +109,8 @@ class BodyReader:
                     stats.bytes_read += len(data)
                     p.bytes_read = consumed
                     if probe is not None and data:
+                        if len(p.head) < DIGEST_WINDOW:
+                            p.head += data[: DIGEST_WINDOW - len(p.head)]
                         facts = probe.feed(data)
                         if facts is not None:
                             p.image = facts

@@ -90,6 +90,7 @@ def _facts_from_previous(outcome: FetchOutcome, prev: dict[str, object]) -> Fetc
         bytes_read=outcome.bytes_read,
         headers=outcome.headers,
         image=image,
+        image_digest=prev.get("image_digest") if isinstance(prev.get("image_digest"), str) else None,  # type: ignore[arg-type]
         not_modified=True,
         etag=outcome.etag,
         last_modified=outcome.last_modified,
@@ -244,6 +245,7 @@ def _result_row(run_id: int, url_id: int, result: CheckResult, now: datetime) ->
         "image_width": size.width if size else None,
         "image_height": size.height if size else None,
         "not_modified": o.not_modified,
+        "image_digest": o.image_digest[:120] if o.image_digest else None,
     }
 
 
