@@ -12,8 +12,8 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
 * ``soft_404`` — a redirect that lands where a removed page lands: the site root, a section or
   index page far shorter than the original path, or a path holding a "not found" marker
   (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect).
-* ``amp_retired`` — works: an ``ampWebUrl`` that redirects to a non-AMP page of its site (the
-  publisher dropped AMP); informational, not a link to update.
+* ``amp_retired`` — works: an ``ampWebUrl`` with an AMP marker that redirects to a page of its
+  site without one (the publisher dropped AMP); informational, not a link to update.
 * ``amp_not_cached`` — a ``cdnAmpWebUrl`` (and nothing else) that answers 404 or redirects to
   the origin: the cache holds no copy; informational.
 * ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
@@ -276,17 +276,17 @@ def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | N
 
 
 def amp_retired(original: str, final: str) -> bool:
-    """Whether an AMP URL's redirect lands on a non-AMP page of the same site (``www.``/``amp.`` aside)."""
+    """Whether an AMP URL (one with an AMP marker) redirects to a page of the same site (``www.``/``amp.``
+    aside) without one: the publisher dropped AMP. An ampWebUrl without a marker proves nothing."""
     try:
         src, dst = urlsplit(original), urlsplit(final)
         same = _site(src.hostname) == _site(dst.hostname)
     except ValueError:
         return False
-    return (
-        same
-        and not _is_root(_segments(dst.path))
-        and not _has_amp_marker(dst.hostname or "", dst.path, dst.query)
-    )
+    if not same or _is_root(_segments(dst.path)):
+        return False
+    was_amp = _has_amp_marker(src.hostname or "", src.path, src.query)
+    return was_amp and not _has_amp_marker(dst.hostname or "", dst.path, dst.query)
 
 
 def _site(host: str | None) -> str:

@@ -190,6 +190,7 @@ def test_single_origin_cache_template_is_accepted(tmp_path: Path) -> None:
         (f"{SITE}/2019/story/amp", f"{SITE}/", Verdict.SOFT_404),  # removed, not retired
         (f"{SITE}/2019/story/amp", f"{SITE}/amp/2019/story", Verdict.MOVED_PERMANENTLY),  # still AMP
         (f"{SITE}/2019/story/amp", "https://other.example/2019/story", Verdict.MOVED_PERMANENTLY),
+        (f"{SITE}/2019/story-x", f"{SITE}/2019/story-y", Verdict.MOVED_PERMANENTLY),  # no AMP marker to drop
     ],
 )
 def test_amp_retired(original: str, final: str, verdict: Verdict) -> None:
