@@ -154,6 +154,44 @@ def moved_event(url: str, final_url: str, occurrences: Sequence[Mapping[str, Any
     return "link.moved", {"url": url, "final_url": final_url, "articles": articles, "locations": locations}
 
 
+def blocked_event(url: str, host: str, reason: str, occurrences: Sequence[Mapping[str, Any]]) -> Event:
+    """``link.blocked``: the URL turned into a bot wall (not a dead link; never pages)."""
+    articles, locations = _where(occurrences)
+    return "link.blocked", {
+        "url": url,
+        "host": host,
+        "reason": reason,
+        "articles": articles,
+        "locations": locations,
+    }
+
+
+def cache_domain(host: str) -> str:
+    """The AMP cache a cache URL's host belongs to: ``x-com.cdn.ampproject.org`` → ``cdn.ampproject.org``.
+
+    Google's cache gives each publisher its own subdomain; a single-origin cache (or an address)
+    is its own host.
+    """
+    name = host.lower()
+    labels = name.partition(":")[0].split(".")
+    if len(labels) <= 2 or labels[-1].isdigit() or name.startswith("["):
+        return name
+    return name.partition(".")[2]
+
+
+def amp_not_cached_event(url: str, host: str, reason: str, occurrences: Sequence[Mapping[str, Any]]) -> Event:
+    """``amp.not_cached``: a ``cdnAmpWebUrl`` the cache no longer holds (informational)."""
+    articles, locations = _where(occurrences)
+    keys = {
+        "url": url,
+        "host": cache_domain(host),
+        "reason": reason,
+        "articles": articles,
+        "locations": locations,
+    }
+    return "amp.not_cached", keys
+
+
 def size_mismatch_event(
     url: str, article: str, location: str, declared: Size | None, actual: Size | None, check: SizeCheck
 ) -> Event:
@@ -168,26 +206,38 @@ def size_mismatch_event(
     }
 
 
-def group_host_down(events: Sequence[Event], threshold: int, sample: int = HOST_DOWN_SAMPLE) -> list[Event]:
-    """Collapse ``threshold`` or more ``link.broken`` events of one host into one ``host.down``.
+HOST_GROUPS = {
+    "link.broken": "host.down",
+    "link.blocked": "host.blocked",
+    "amp.not_cached": "amp.cache_flipped",
+}
 
-    One dead host should page once, not once per link. The ``host.down`` event takes the place
-    of that host's first ``link.broken``; other events keep their order. ``sample`` holds the
-    first URLs in sorted order.
+
+def group_host_down(events: Sequence[Event], threshold: int, sample: int = HOST_DOWN_SAMPLE) -> list[Event]:
+    """Collapse ``threshold`` or more ``link.broken`` (``link.blocked``, ``amp.not_cached``) events of
+    one host (for the AMP cache: of one cache) into one ``host.down`` (``host.blocked``,
+    ``amp.cache_flipped``).
+
+    One dead or walled host should say so once, not once per link. The host event takes the
+    place of that host's first link event of the kind; other events keep their order. ``sample``
+    holds the first URLs in sorted order.
     """
-    by_host: dict[str, list[str]] = defaultdict(list)
+    by_host: dict[tuple[str, str], list[str]] = defaultdict(list)
     for name, keys in events:
-        if name == "link.broken" and keys.get("host"):
-            by_host[keys["host"]].append(keys["url"])
-    down = {host for host, urls in by_host.items() if len(urls) >= threshold}
+        if name in HOST_GROUPS and keys.get("host"):
+            by_host[name, keys["host"]].append(keys["url"])
+    grouped = {key for key, urls in by_host.items() if len(urls) >= threshold}
     out: list[Event] = []
-    emitted: set[str] = set()
+    emitted: set[tuple[str, str]] = set()
     for name, keys in events:
-        host = keys.get("host")
-        if name != "link.broken" or host not in down:
+        key = (name, keys.get("host") or "")
+        if key not in grouped:
             out.append((name, keys))
-        elif host not in emitted:
-            emitted.add(host)
-            urls = by_host[host]
-            out.append(("host.down", {"host": host, "count": len(urls), "sample": sorted(urls)[:sample]}))
+        elif key not in emitted:
+            emitted.add(key)
+            urls = by_host[key]
+            host_keys = {"host": key[1], "count": len(urls), "sample": sorted(urls)[:sample]}
+            if name != "link.broken":
+                host_keys["reason"] = keys["reason"]
+            out.append((HOST_GROUPS[name], host_keys))
     return out

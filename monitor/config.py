@@ -54,10 +54,8 @@ class CorpusSettings(_Section):
     def _template_ok(cls, value: str) -> str:
         allowed = {"subdomain", "s", "host", "path"}
         names = set(re.findall(r"{(\w*)}", value))
-        if not names <= allowed or not {"subdomain", "path"} <= names:
-            raise ValueError(
-                f"placeholders must be among {sorted(allowed)} and include {{subdomain}} and {{path}}"
-            )
+        if not names <= allowed or "path" not in names:
+            raise ValueError(f"placeholders must be among {sorted(allowed)} and include {{path}}")
         return value
 
 
@@ -133,6 +131,46 @@ class SafetySettings(_Section):
         return value
 
 
+SOFT_404_MARKERS = [
+    "404",
+    "410",
+    "not-found",
+    "notfound",
+    "page-not-found",
+    "pagenotfound",
+    "error",
+    "error404",
+]
+
+
+class Soft404Rules(_Section):
+    """Which redirects count as a removed page (README "Soft 404s"); each rule can be switched off."""
+
+    enabled: bool = True
+    root: bool = True  # a redirect to the site root (or /index.html, /home)
+    section_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5  # 0 switches the section rule off
+    markers: list[str] = SOFT_404_MARKERS  # whole path segments (or query values) that say "not found"
+
+
+class Soft404Settings(Soft404Rules):
+    """The rules, and per-host tables whose keys replace the global ones for that host."""
+
+    hosts: dict[str, Soft404Rules] = {}
+
+    def for_host(self, host: str) -> Soft404Rules:
+        """The rules for ``host``: its own table or its nearest listed parent domain's, over the global."""
+        name = host.lower().rstrip(".")
+        lowered = {key.lower().rstrip("."): value for key, value in self.hosts.items()}
+        while name:
+            if name in lowered:
+                own = lowered[name]
+                return Soft404Rules(
+                    **{**self.model_dump(exclude={"hosts"}), **own.model_dump(include=own.model_fields_set)}
+                )
+            _, _, name = name.partition(".")
+        return self
+
+
 class VerdictPolicy(_Section):
     """How verdicts count; ``roles`` and ``hosts`` override ``severity`` per role or host."""
 
@@ -152,6 +190,7 @@ class VerdictPolicy(_Section):
         }
     }
     hosts: dict[str, dict[Verdict, Severity]] = {}
+    soft_404: Soft404Settings = Soft404Settings()
 
 
 DEFAULT_SEVERITY: dict[Verdict, Severity] = {
@@ -159,6 +198,9 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
     Verdict.REDIRECTED: Severity.IGNORE,
     Verdict.MOVED_PERMANENTLY: Severity.WARNING,
     Verdict.BROKEN: Severity.ERROR,
+    Verdict.SOFT_404: Severity.ERROR,
+    Verdict.AMP_RETIRED: Severity.IGNORE,
+    Verdict.AMP_NOT_CACHED: Severity.IGNORE,
     Verdict.TIMEOUT: Severity.WARNING,
     Verdict.UNREACHABLE: Severity.ERROR,
     Verdict.RATE_LIMITED: Severity.WARNING,
@@ -173,6 +215,9 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
 class ImageSettings(_Section):
     tolerance_px: Annotated[int, Field(ge=0)] = 0
     aspect_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
+    placeholder_min_uses: Annotated[int, Field(ge=0)] = (
+        3  # same bytes at this many URLs or articles of a host; 0 = off
+    )
 
 
 class AlertSettings(_Section):
@@ -183,6 +228,7 @@ class AlertSettings(_Section):
     host_down_threshold: Annotated[int, Field(ge=1)] = 20
     page_on: list[Verdict] = [
         Verdict.BROKEN,
+        Verdict.SOFT_404,
         Verdict.UNREACHABLE,
         Verdict.NOT_IMAGE,
         Verdict.IMAGE_UNREADABLE,

@@ -43,6 +43,7 @@ class Verdict(StrEnum):
     REDIRECTED = "redirected"
     MOVED_PERMANENTLY = "moved_permanently"
     BROKEN = "broken"
+    SOFT_404 = "soft_404"
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
     RATE_LIMITED = "rate_limited"
@@ -51,11 +52,13 @@ class Verdict(StrEnum):
     IMAGE_UNREADABLE = "image_unreadable"
     INVALID_URL = "invalid_url"
     SKIPPED = "skipped"
+    AMP_RETIRED = "amp_retired"
+    AMP_NOT_CACHED = "amp_not_cached"
 
     @property
     def is_good(self) -> bool:
         """The URL works (possibly via redirects)."""
-        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY)
+        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY, Verdict.AMP_RETIRED)
 
     @property
     def is_failure(self) -> bool:
@@ -238,6 +241,8 @@ class FetchOutcome:
     not_modified: bool = False
     etag: str | None = None
     last_modified: str | None = None
+    image_digest: str | None = None  # "sha256 of the first 1 KB:full size:content type" (placeholder images)
+    title: str | None = None  # <title> of an error page read for bot-wall markers (fetch: WALL_SERVERS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,7 +245,9 @@ def redact_url(url: str) -> str:
 
 DEFAULT_AMP_CACHE_TEMPLATE = "https://{subdomain}.cdn.ampproject.org/c/{s}{host}{path}"
 _TEMPLATE_FIELDS = frozenset({"subdomain", "s", "host", "path"})
-_REQUIRED_FIELDS = ("subdomain", "path")
+_REQUIRED_FIELDS = (
+    "path",
+)  # a single-origin cache (https://cache.example/c/s/{host}{path}) needs no {subdomain}
 _MAX_LABEL = 63
 _DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?")
 # Character classes of the reference implementation (amp-toolbox cache-url); a domain

@@ -9,6 +9,13 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
 * ``redirected`` — works, via temporary redirects only (302/303/307).
 * ``moved_permanently`` — works, but a 301/308 occurs somewhere in the chain: the link should
   be updated to the final URL, which the reason names.
+* ``soft_404`` — a redirect that lands where a removed page lands: the site root, a section or
+  index page far shorter than the original path, or a path holding a "not found" marker
+  (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect).
+* ``amp_retired`` — works: an ``ampWebUrl`` with an AMP marker that redirects to a page of its
+  site without one (the publisher dropped AMP); informational, not a link to update.
+* ``amp_not_cached`` — a ``cdnAmpWebUrl`` (and nothing else) that answers 404 or redirects to
+  the origin: the cache holds no copy; informational.
 * ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
   be followed, a redirect loop, too many hops, a redirect to another scheme, an oversized answer.
 * ``timeout`` / ``unreachable`` — no answer in time / no answer at all (DNS, refused or reset
@@ -25,9 +32,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from monitor.config import DEFAULT_SEVERITY, ImageSettings, VerdictPolicy
+from monitor.config import DEFAULT_SEVERITY, ImageSettings, Soft404Rules, VerdictPolicy
 from monitor.types import (
     FetchFailure,
     FetchOutcome,
@@ -37,6 +44,7 @@ from monitor.types import (
     Size,
     SizeCheck,
     Target,
+    TargetKind,
     Verdict,
 )
 
@@ -46,7 +54,8 @@ CHALLENGE_STATUSES = frozenset({401, 403, 503})
 
 # Bot-protection markers, deliberately conservative: each is a header a protection vendor sets
 # only on its own challenge/deny answers, never on ordinary pages. A marker counts only on a
-# status in CHALLENGE_STATUSES (Akamai's only on 403); a plain 401/403 without one is broken.
+# status in CHALLENGE_STATUSES (Akamai's only on 403, AWS WAF's also on 405); a plain
+# 401/403 without one is broken.
 # ``server: cloudflare`` alone does NOT count: Cloudflare fronts millions of origins whose own
 # 403s pass through it unchanged. fetch.py must keep these headers (lower-cased) in
 # ``FetchOutcome.headers``.
@@ -58,6 +67,15 @@ BLOCK_MARKERS: dict[str, str] = {
     "akamai-grn": "Akamai",  # only with 403
 }
 BLOCK_HEADERS = frozenset(BLOCK_MARKERS)
+# Markers that count on other statuses than CHALLENGE_STATUSES (AWS WAF's CAPTCHA answers 405).
+_MARKER_STATUSES = {"akamai-grn": frozenset({403}), "x-amzn-waf-action": frozenset({403, 405})}
+# Interstitials known by ``server`` plus the page title (fetch reads the title of such error
+# pages): (server substring, statuses, lower-cased title prefix, vendor).
+BLOCK_PAGES: tuple[tuple[str, frozenset[int], str, str], ...] = (
+    ("cloudflare", frozenset({403, 503}), "just a moment", "Cloudflare challenge page"),
+    ("cloudflare", frozenset({403, 503}), "attention required! | cloudflare", "Cloudflare block page"),
+    ("akamaighost", frozenset({403}), "access denied", "Akamai"),
+)
 
 _UNREACHABLE = {
     FetchFailure.DNS: "DNS lookup failed",
@@ -72,6 +90,8 @@ _BROKEN_FAILURES = {
     FetchFailure.BAD_REDIRECT: "bad redirect (other scheme or unusable Location)",
     FetchFailure.TOO_LARGE: "answer too large",
 }
+_ROOT_PAGES = frozenset({"", "index", "home", "default", "start"})  # stems of a site's front page
+_EXTENSION = re.compile(r"\.(s?html?|php\d?|aspx?|jsp|cfm)$", re.IGNORECASE)
 _RANK = {Severity.IGNORE: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 _SPACE = re.compile(r"\s+")
 
@@ -124,15 +144,18 @@ def _verdict(
     if status is None:
         return Verdict.UNREACHABLE, "no HTTP answer recorded"
     amp = Role.CDN_AMP in roles
+    cache_only = roles == {Role.CDN_AMP}
     accepted = status in policy.accept_statuses
     if not accepted:
-        blocked = _blocked_by(status, outcome.headers)
+        blocked = _blocked_by(status, outcome.headers, outcome.title)
         if blocked:
             return Verdict.BLOCKED, f"bot protection ({blocked}, HTTP {status})"
         if status == 429:
             return Verdict.RATE_LIMITED, f"still rate limited (HTTP 429) after {_tries(outcome.attempts)}"
         if status >= 400:
             tries = f" after {_tries(outcome.attempts)}" if outcome.attempts > 1 else ""
+            if cache_only and status == 404:
+                return Verdict.AMP_NOT_CACHED, f"AMP cache: not cached (HTTP 404){tries}"
             if amp and status == 404:
                 return Verdict.BROKEN, f"AMP cache: not cached (HTTP 404){tries}"
             prefix = "AMP cache: " if amp else ""
@@ -142,7 +165,7 @@ def _verdict(
     image = _image_problem(outcome)
     if image:
         return image
-    return _redirects(target, outcome, status, amp)
+    return _redirects(target, outcome, status, roles, policy)
 
 
 def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict, str]:
@@ -158,19 +181,19 @@ def _from_failure(failure: FetchFailure, outcome: FetchOutcome) -> tuple[Verdict
     return Verdict.BROKEN, f"{_BROKEN_FAILURES.get(failure, str(failure))}{detail}"
 
 
-def _blocked_by(status: int, headers: Mapping[str, str]) -> str | None:
+def _blocked_by(status: int, headers: Mapping[str, str], title: str | None) -> str | None:
     """The vendor whose challenge this answer is, or None for an ordinary answer."""
     if status == BLOCK_STATUS:
         return "HTTP 999"
-    if status not in CHALLENGE_STATUSES:
-        return None
     lowered = {key.lower(): value for key, value in headers.items()}
+    server, heading = lowered.get("server", "").lower(), (title or "").lower()
+    for name, statuses, prefix, vendor in BLOCK_PAGES:
+        if name in server and status in statuses and heading.startswith(prefix):
+            return vendor
     for name, vendor in BLOCK_MARKERS.items():
-        if name not in lowered:
+        if name not in lowered or status not in _MARKER_STATUSES.get(name, CHALLENGE_STATUSES):
             continue
         if name == "cf-mitigated" and lowered[name].strip().lower() != "challenge":
-            continue
-        if name == "akamai-grn" and status != 403:
             continue
         return vendor
     return None
@@ -187,14 +210,25 @@ def _image_problem(outcome: FetchOutcome) -> tuple[Verdict, str] | None:
     return Verdict.IMAGE_UNREADABLE, f"image unreadable{detail}"
 
 
-def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) -> tuple[Verdict, str]:
+def _redirects(
+    target: Target, outcome: FetchOutcome, status: int, roles: frozenset[Role], policy: VerdictPolicy
+) -> tuple[Verdict, str]:
     hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
     final = outcome.final_url or outcome.url
     if not hops:  # no redirect answered (a remapped URL's final_url differs without one)
         accepted = "" if 200 <= status < 300 else " (accepted by policy)"
         return Verdict.OK, f"HTTP {status}{accepted}"
     codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"
-    to_origin = amp and _host(final) != _host(target.url)
+    to_origin = Role.CDN_AMP in roles and _host(final) != _host(target.url)
+    if to_origin and roles == {Role.CDN_AMP}:
+        return Verdict.AMP_NOT_CACHED, f"AMP cache: not cached, redirects to the origin ({codes}): {final}"
+    if target.kind is TargetKind.PAGE and not to_origin:
+        rules = policy.soft_404.for_host(target.host)
+        evidence = soft_404_evidence(target.url, final, rules) if rules.enabled else None
+        if evidence:
+            return Verdict.SOFT_404, f"{evidence} ({codes}): {final}"
+    if Role.AMP in roles and amp_retired(target.url, final):
+        return Verdict.AMP_RETIRED, f"AMP retired: redirects to the non-AMP page ({codes}): {final}"
     if any(hop.status in PERMANENT_REDIRECTS for hop in hops):
         if to_origin:
             return Verdict.MOVED_PERMANENTLY, f"AMP cache redirects to the origin ({codes}): {final}"
@@ -202,6 +236,85 @@ def _redirects(target: Target, outcome: FetchOutcome, status: int, amp: bool) ->
     if to_origin:
         return Verdict.REDIRECTED, f"AMP cache redirects to the origin ({codes}): {final}"
     return Verdict.REDIRECTED, f"temporary redirect ({codes}) to {final}"
+
+
+def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | None:
+    """Why a redirect from ``original`` to ``final`` looks like a removed page, or None.
+
+    The rules run in order (root, marker, section) and the first that holds is the evidence.
+    Never a soft 404: an original that is itself a front page, a redirect that carries the
+    original path in its query (a login or consent gate), or one that keeps the original's last
+    path segment (a story moved under a new path). A final query naming a page (``/?p=123``)
+    rules out root and section; the section rule needs the same site (``www.`` aside).
+    """
+    try:
+        src, dst = urlsplit(original), urlsplit(final)
+        hosts = (src.hostname or "").removeprefix("www."), (dst.hostname or "").removeprefix("www.")
+    except ValueError:
+        return None
+    before, after = _segments(src.path), _segments(dst.path)
+    if _is_root(before) or unquote(src.path).rstrip("/") in unquote(dst.query):
+        return None
+    slug = next((part for part in reversed(before) if part.lower() != "amp"), before[-1]).lower()
+    if slug in (part.lower() for part in after):
+        return None
+    query = parse_qsl(dst.query, keep_blank_values=True)
+    markers = {marker.lower() for marker in rules.markers}
+    had = {_stem(part) for part in before}
+    if any(_stem(part) in markers - had for part in after) or any(
+        key.lower() in markers or value.lower() in markers for key, value in query
+    ):
+        return "redirects to a not-found page"
+    if any(not key.lower().startswith("utm_") for key, _ in query):
+        return None
+    if _is_root(after):
+        return "redirects to the site root" if rules.root else None
+    shorter = len("/".join(after)) <= rules.section_ratio * len("/".join(before))
+    if hosts[0] == hosts[1] and len(after) < len(before) and shorter:
+        return "redirects to a much shorter section or index page"
+    return None
+
+
+def amp_retired(original: str, final: str) -> bool:
+    """Whether an AMP URL (one with an AMP marker) redirects to a page of the same site (``www.``/``amp.``
+    aside) without one: the publisher dropped AMP. An ampWebUrl without a marker proves nothing."""
+    try:
+        src, dst = urlsplit(original), urlsplit(final)
+        same = _site(src.hostname) == _site(dst.hostname)
+    except ValueError:
+        return False
+    if not same or _is_root(_segments(dst.path)):
+        return False
+    was_amp = _has_amp_marker(src.hostname or "", src.path, src.query)
+    return was_amp and not _has_amp_marker(dst.hostname or "", dst.path, dst.query)
+
+
+def _site(host: str | None) -> str:
+    name = (host or "").lower()
+    for prefix in ("www.", "amp."):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _has_amp_marker(host: str, path: str, query: str) -> bool:
+    """``amp.`` host, an ``amp`` path segment or ``.amp`` suffix, or an ``amp`` query key or value."""
+    if host.lower().startswith("amp."):
+        return True
+    if any(part.lower() == "amp" or ".amp" in part.lower() for part in _segments(path)):
+        return True
+    return any(key.lower() == "amp" or value.lower() == "amp" for key, value in parse_qsl(query, True))
+
+
+def _segments(path: str) -> list[str]:
+    return [part for part in unquote(path).split("/") if part]
+
+
+def _is_root(segments: list[str]) -> bool:
+    return not segments or (len(segments) == 1 and _stem(segments[0]) in _ROOT_PAGES)
+
+
+def _stem(segment: str) -> str:
+    return _EXTENSION.sub("", segment).lower()
 
 
 def _host(url: str) -> str:

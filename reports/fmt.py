@@ -14,6 +14,7 @@ IMAGE_LISTS: tuple[tuple[str, str], ...] = (
     ("scaled", "Scaled (declared size differs, same aspect ratio)"),
     ("not_image", "Not an image"),
     ("image_unreadable", "Unreadable image"),
+    ("placeholder", "Placeholder image (same bytes as other image URLs of the host)"),
 )
 SIZE_REASONS: dict[str, str] = {
     "size_mismatch": "declared size has another aspect ratio than the image",

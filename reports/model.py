@@ -172,6 +172,7 @@ class ImagesSection:
     scaled: UrlList
     not_image: UrlList
     image_unreadable: UrlList
+    placeholder: UrlList = UrlList(0, ())  # placeholder_image: one default picture at many URLs
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
@@ -315,6 +316,41 @@ def images(scope: Scope) -> ImagesSection:
         scaled=sized(SizeCheck.SCALED),
         not_image=problems(scope, (Verdict.NOT_IMAGE.value,)),
         image_unreadable=problems(scope, (Verdict.IMAGE_UNREADABLE.value,)),
+        placeholder=_placeholders(scope),
+    )
+
+
+def _placeholders(scope: Scope) -> UrlList:
+    """placeholder_image: URLs the run marked (``results.mark_placeholders``: the same bytes at
+    ``images.placeholder_min_uses`` or more URLs or articles of a host); a warning each, the reason
+    naming the group, and ``by_host`` counting the URLs per host."""
+    where = (RESULTS.c.run_id == scope.run_id, RESULTS.c.placeholder_uses.is_not(None))
+    urls = _url_list(scope, _this_run(), where, by_host=True)
+    if not urls.urls:
+        return urls
+    rows = scope.conn.execute(
+        select(URLS.c.url, URLS.c.host, RESULTS.c.image_digest).select_from(_this_run()).where(*where)
+    ).all()
+    members: dict[tuple[str, str], int] = {}
+    for _url, host, digest in rows:
+        members[host, digest] = members.get((host, digest), 0) + 1
+    reasons = {
+        redact_url(url): _placeholder_reason(members[host, digest], digest) for url, host, digest in rows
+    }
+    warn = Severity.WARNING.value
+    items = tuple(
+        replace(item, severity=warn, reason=reasons.get(item.url, item.reason)) for item in urls.urls
+    )
+    return replace(urls, urls=items)
+
+
+def _placeholder_reason(urls: int, digest: str | None) -> str:
+    head, size, kind = (digest or "::").split(":", 2)
+    where = (
+        f"as {urls - 1} other image URLs" if urls > 1 else "at one URL used as the image of several articles"
+    )
+    return (
+        f"placeholder_image: same bytes {where} of this host ({size} bytes, {kind or 'no type'}, {head[:12]})"
     )
 
 

@@ -14,8 +14,11 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /redirect-relative /redirect-loop /redirect-scheme /redirect-secret /slow-headers/{ms} /slow-drip
 /hang-after-headers /drop /reset /wrong-length /gzip /gzip-bomb[?enc=br] /etag /flaky/{n}?key=
 /retry-after/{s}?key=[&code=&date=1] /429-always[?retry_after=] /cf-challenge /999
+/c/[s/]{host}{path} (an AMP cache: 200 until set_switch("amp-cache", 404 or 301: to the origin))
+/wall/{kind}[/…][?switch=KEY] (bot walls, see WALLS; with ``switch`` a 200 page until set_switch(KEY, n))
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
-/echo-headers /cookie-redirect /forget-counters (benchmarks: flaky and retry-after fail again).
+/echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
+and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again).
 Any route answers HEAD with ``?head_status=N`` (to force the GET fallback). Requests in absolute
 form (``GET http://any.example/status/200``) are served as a forward proxy would, marked ``proxied``.
 """
@@ -58,6 +61,21 @@ PAGE = (
     + b"</p></body></html>\n"
 )
 
+# Bot walls as their vendors answer: status, headers, page title (a real-looking page around it).
+WALLS: dict[str, tuple[int, list[tuple[str, str]], str]] = {
+    "cf-page": (503, [("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")], "Just a moment..."),
+    "cf-block": (403, [("Server", "cloudflare")], "Attention Required! | Cloudflare"),
+    "cf-403": (
+        403,
+        [("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")],
+        "403 Forbidden",
+    ),  # not a wall
+    "akamai": (403, [("Server", "AkamaiGHost")], "Access Denied"),
+    "akamai-grn": (403, [("akamai-grn", "0.1c2e3b17.1700000000.2ac4f0b1")], "Access Denied"),
+    "datadome": (403, [("x-datadome", "protected"), ("Server", "nginx")], "example.com"),
+    "aws-waf": (405, [("x-amzn-waf-action", "captcha")], "Human Verification"),
+    "linkedin": (999, [], "Request denied"),
+}
 _BOMBS: dict[str, bytes] = {}
 _BOMB_LOCK = threading.Lock()
 
@@ -204,6 +222,7 @@ class FixtureServer:
         }
         self._routes["429-always"] = self._r_always_429
         self._routes["999"] = self._r_status_999
+        self._routes[""] = self._r_site  # the site root
 
     # --- test-facing API --------------------------------------------------------------
 
@@ -466,6 +485,15 @@ class FixtureServer:
         code = int(req.parts[1]) if len(req.parts) > 1 else 302
         return await self._respond(conn, req, code, headers=[("Location", req.q("to", "/status/200"))])
 
+    async def _r_gone(self, conn: _Conn, req: _Request) -> bool:
+        """A removed story: whatever its path, a redirect (301 unless ``code``) to ``to`` (the root)."""
+        code = int(req.q("code", "301"))
+        return await self._respond(conn, req, code, headers=[("Location", req.q("to", "/"))])
+
+    async def _r_site(self, conn: _Conn, req: _Request) -> bool:
+        """Any page of a healthy site: the root, a section, a story, a soft "not found" page."""
+        return await self._respond(conn, req, 200, HTML, content_type="text/html")
+
     async def _r_redirect_relative(self, conn: _Conn, req: _Request) -> bool:
         return await self._respond(conn, req, 302, headers=[("Location", "status/200?via=relative")])
 
@@ -571,6 +599,27 @@ class FixtureServer:
     async def _r_cf_challenge(self, conn: _Conn, req: _Request) -> bool:
         fields = [("cf-mitigated", "challenge"), ("Server", "cloudflare"), ("cf-ray", "8a1b2c3d4e5f-AMS")]
         return await self._respond(conn, req, 403, HTML, headers=fields, content_type="text/html")
+
+    async def _r_c(self, conn: _Conn, req: _Request) -> bool:
+        """A single-origin AMP cache: serves its copy until the "amp-cache" switch says 404 or 301."""
+        with self._lock:
+            mode = self._switches.get("amp-cache", 200)
+        if mode == 301:
+            scheme, rest = ("https", req.parts[2:]) if req.parts[1:2] == ["s"] else ("http", req.parts[1:])
+            return await self._respond(conn, req, 301, headers=[("Location", f"{scheme}://{'/'.join(rest)}")])
+        return await self._respond(conn, req, mode, HTML, content_type="text/html")
+
+    async def _r_wall(self, conn: _Conn, req: _Request) -> bool:
+        kind = req.parts[1] if len(req.parts) > 1 else "cf-page"
+        with self._lock:
+            walled = not req.q("switch") or self._switches.get(req.q("switch"), 200) != 200
+        if kind not in WALLS or not walled:
+            return await self._respond(
+                conn, req, 200 if walled is False else 404, HTML, content_type="text/html"
+            )
+        status, fields, title = WALLS[kind]
+        page = f"<!DOCTYPE html><html><head><title>{title}</title></head><body>{'x' * 20000}</body></html>"
+        return await self._respond(conn, req, status, page.encode(), headers=fields, content_type="text/html")
 
     async def _r_image(self, conn: _Conn, req: _Request) -> bool:
         base = IMAGES.resolve()

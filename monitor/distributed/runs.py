@@ -36,7 +36,7 @@ from monitor.distributed import ledger, queue
 from monitor.run import shards
 from monitor.run.check import RunOutcome, checked_roots
 from monitor.run.inventory import SyncReport, sync_inventory
-from monitor.store import lease
+from monitor.store import lease, results
 from monitor.store import runs as store
 from monitor.store.tables import LEASES, RUN_FANOUT, RUNS
 from reports.files import write_pending_reports, write_run_reports
@@ -197,6 +197,7 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
         error = f"{fan.shard_failed} of {fan.shard_total} shards failed" if fan.shard_failed else None
         if not _close(conn, run_id, state, error, fan.lease_holder):
             return None
+        results.mark_placeholders(conn, run_id, settings.images.placeholder_min_uses)
         run = conn.execute(select(RUNS).where(RUNS.c.id == run_id)).one()
     try:
         events = deliver_alerts(settings, engine, run_id)

@@ -10,6 +10,8 @@ dropped with the connection.
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from contextlib import aclosing, suppress
 from typing import cast
@@ -18,15 +20,31 @@ import httpx
 
 from monitor.fetch.decode import Decoder
 from monitor.fetch.errors import FOREIGN
-from monitor.fetch.facts import FetchStats, Progress
+from monitor.fetch.facts import DIGEST_WINDOW, FetchStats, Progress
 from monitor.fetch.headers import header_dict
 from monitor.fetch.transport import bodyless_request
 from monitor.probe.sniff import ImageProbe
 
-__all__ = ["BodyReader"]
+__all__ = ["WALL_BYTES", "WALL_SERVERS", "WALL_STATUSES", "BodyReader", "page_title"]
 
 DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
 DISCARD_WAIT = 0.5
+# Error answers of these CDNs may be a bot wall known only by its page title ("Just a moment...");
+# their first WALL_BYTES are read for it. Any other error page costs nothing extra.
+WALL_SERVERS = ("cloudflare", "akamaighost")
+WALL_STATUSES = frozenset({403, 503})
+WALL_BYTES = 8 * 1024
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+
+def page_title(data: bytes) -> str | None:
+    """The first ``<title>`` of an HTML prefix, entities decoded and spaces collapsed (at most 200 chars)."""
+    match = _TITLE.search(data)
+    if match is None:
+        return None
+    text = html.unescape(match.group(1).decode("utf-8", "replace"))
+    return _SPACES.sub(" ", text).strip()[:200] or None
 
 
 def _range_total(content_range: str | None) -> int | None:
@@ -91,6 +109,8 @@ class BodyReader:
                     stats.bytes_read += len(data)
                     p.bytes_read = consumed
                     if probe is not None and data:
+                        if len(p.head) < DIGEST_WINDOW:
+                            p.head += data[: DIGEST_WINDOW - len(p.head)]
                         facts = probe.feed(data)
                         if facts is not None:
                             p.image = facts
@@ -134,6 +154,21 @@ class BodyReader:
         finally:
             with suppress(*FOREIGN):
                 await follow.aclose()
+
+    async def read_title(self, response: httpx.Response, headers: dict[str, str], p: Progress) -> None:
+        """Read at most WALL_BYTES of an error page and keep its title (``p.title``)."""
+        decoder = Decoder(headers.get("content-encoding"))
+        buffer = bytearray()
+        with suppress(*FOREIGN):
+            async with aclosing(_raw_chunks(response)) as chunks:
+                async for raw in chunks:
+                    self._stats.bytes_received += len(raw)
+                    buffer += decoder.decode(raw, WALL_BYTES - len(buffer))
+                    if len(buffer) >= WALL_BYTES or b"</title" in buffer.lower():
+                        break
+        self._stats.bytes_read += len(buffer)
+        p.bytes_read = len(buffer)
+        p.title = page_title(bytes(buffer))
 
     async def discard(self, response: httpx.Response, headers: dict[str, str]) -> None:
         """Read a small unwanted body (redirect/error page) so the connection can be reused."""

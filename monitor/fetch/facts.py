@@ -8,12 +8,21 @@ headers in ``KEPT_HEADERS``, and every URL goes through ``redact_url``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target
 from monitor.urls import redact_url
 
-__all__ = ["HEAD_FALLBACK_FAILURES", "KEPT_HEADERS", "FetchStats", "Progress", "outcome"]
+__all__ = [
+    "DIGEST_WINDOW",
+    "HEAD_FALLBACK_FAILURES",
+    "KEPT_HEADERS",
+    "FetchStats",
+    "Progress",
+    "image_digest",
+    "outcome",
+]
 
 # Headers worth keeping in the outcome: content facts, rate limiting, validators, and the
 # bot-protection markers verdict.py looks for.
@@ -54,6 +63,7 @@ class Progress:
         "bytes_read",
         "detail",
         "failure",
+        "head",
         "headers",
         "hops",
         "image",
@@ -61,6 +71,7 @@ class Progress:
         "phase",
         "retry_after",
         "status",
+        "title",
         "url",
     )
 
@@ -76,6 +87,8 @@ class Progress:
         self.failure: FetchFailure | None = None
         self.detail = ""
         self.retry_after: float | None = None
+        self.title: str | None = None
+        self.head = b""  # the first DIGEST_WINDOW bytes of an image body
         self.phase = "starting"
         self._fresh = False
 
@@ -87,8 +100,9 @@ class Progress:
         if self._fresh:
             self._fresh = False
             self.hops = []
-            self.status = self.headers = self.image = self.failure = self.retry_after = None
+            self.status = self.headers = self.image = self.failure = self.retry_after = self.title = None
             self.bytes_read = 0
+            self.head = b""
             self.detail = ""
         self.url, self.method = url, method
 
@@ -157,4 +171,26 @@ def outcome(target: Target, p: Progress, elapsed: float) -> FetchOutcome:
         not_modified=p.status == 304 and p.failure is None,
         etag=headers.get("etag"),
         last_modified=headers.get("last-modified"),
+        title=p.title,
+        image_digest=image_digest(p, headers),
     )
+
+
+DIGEST_WINDOW = 1024
+
+
+def image_digest(p: Progress, headers: dict[str, str]) -> str | None:
+    """What identifies an image's bytes cheaply: the first window's hash, full size, content type.
+
+    None unless the full size is known (``Content-Range`` total, or ``Content-Length`` of a 200)
+    and the window was read whole (or the image is smaller than it).
+    """
+    if p.image is None or p.image.error is not None or p.status not in (200, 206):
+        return None
+    total_text = headers.get("content-range", "").rpartition("/")[2].strip()
+    if p.status == 200:
+        total_text = headers.get("content-length", "")
+    if not total_text.isdigit() or len(p.head) < min(DIGEST_WINDOW, int(total_text)):
+        return None
+    kind = headers.get("content-type", "").partition(";")[0].strip().lower()
+    return f"{hashlib.sha256(p.head).hexdigest()[:32]}:{total_text}:{kind}"

@@ -49,7 +49,7 @@ import httpx
 import structlog
 
 from monitor.config import HttpSettings, SafetySettings
-from monitor.fetch.body import BodyReader
+from monitor.fetch.body import WALL_SERVERS, WALL_STATUSES, BodyReader
 from monitor.fetch.errors import FOREIGN, classify_exception, scrub
 from monitor.fetch.facts import FetchStats, Progress, outcome
 from monitor.fetch.guard import AddressGuard, GuardedResolver
@@ -388,6 +388,13 @@ class Fetcher:
                 await bodies.read_image(response, headers, self._http.image_byte_cap, p)
             elif self._http.page_body_cap:
                 await bodies.read(response, headers, self._http.page_body_cap, None, p)
+        elif method == "GET" and status in WALL_STATUSES and _wall_server(headers):
+            await bodies.read_title(response, headers, p)
         else:
             await bodies.discard(response, headers)
         return None
+
+
+def _wall_server(headers: dict[str, str]) -> bool:
+    server = headers.get("server", "").lower()
+    return any(name in server for name in WALL_SERVERS)

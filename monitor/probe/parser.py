@@ -1,6 +1,6 @@
 """What every format parser shares: the resumable ``Parser`` contract and the facts it returns.
 
-Each format module (``jpeg``, ``raster``, ``webp``, ``isobmff``, ``tiff``, ``text``) subclasses
+Each format module (``jpeg``, ``raster``, ``webp``, ``isobmff``, ``tiff``, ``text``, ``fixed``) subclasses
 ``Parser``; ``sniff`` picks one from the first bytes. Results are built here only, so every
 parser reports sizes, impossible sizes and unreadable headers in the same words.
 """

@@ -13,6 +13,7 @@ from the text of its opening tag (``svg``), never with an XML parser that could 
 
 from __future__ import annotations
 
+from monitor.probe.fixed import sniff_more
 from monitor.probe.isobmff import Bmff
 from monitor.probe.jpeg import Jpeg
 from monitor.probe.parser import Parser, bad, not_image, uint
@@ -61,6 +62,9 @@ def _sniff(buf: bytearray, final: bool, content_type: str | None) -> Parser | Im
         return Bmp()
     if head[:4] in ICO_SIGS and n >= 6 and uint(head, 4, 2, False) > 0:
         return Ico()
+    more = sniff_more(head)
+    if more is not None:
+        return more
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return Text(content_type, utf16=True)
     truncated = _truncated_signature(head)

@@ -1,4 +1,6 @@
-"""SVG size from the text of its root ``<svg>`` tag: absolute width/height, else the viewBox.
+"""SVG size from the text of its root ``<svg>`` tag: absolute width/height (px, in, cm, mm, Q, pt, pc;
+em and ex at the default 16px font), else the viewBox (``viewBox`` or ``viewbox``); ``%`` is relative
+and so taken from the viewBox.
 
 Read with regular expressions over the opening tag only, never an XML parser that could
 expand entities.
@@ -15,7 +17,7 @@ from monitor.types import ImageFacts
 __all__ = ["svg_size"]
 
 _SVG_UNITS = {"": 1.0, "px": 1.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4, "q": 96 / 101.6}
-_SVG_UNITS |= {"pt": 4 / 3, "pc": 16.0}
+_SVG_UNITS |= {"pt": 4 / 3, "pc": 16.0, "em": 16.0, "ex": 8.0}  # em/ex at the browser default 16px font
 _TAG_REST = re.compile(rb"(?:[^>\"']|\"[^\"]*\"|'[^']*')*>")
 _ATTR = re.compile(rb"([^\s=/>\"']+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
 _SVG_LENGTH = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z%]*)\s*")
@@ -31,7 +33,7 @@ def svg_size(data: bytes | bytearray, start: int, ending: str | None) -> ImageFa
     for name, double, single in _ATTR.findall(data, start, tag.end()):
         attrs.setdefault(name.decode("utf-8", "replace"), (double or single).decode("utf-8", "replace"))
     width, height = _svg_length(attrs.get("width")), _svg_length(attrs.get("height"))
-    box = _viewbox(attrs.get("viewBox"))
+    box = _viewbox(attrs.get("viewBox", attrs.get("viewbox")))  # lowercase is common in the wild
     if width is not None and height is not None:
         size = (width, height)
     elif box is not None and width is not None:
@@ -47,7 +49,7 @@ def svg_size(data: bytes | bytearray, start: int, ending: str | None) -> ImageFa
 
 
 def _svg_length(value: str | None) -> float | None:
-    """CSS px for a length in absolute units (unitless = px); None for %, em, junk or <= 0."""
+    """CSS px for a length (unitless = px, em = 16px); None for %, junk or <= 0."""
     if value is None:
         return None
     match = _SVG_LENGTH.fullmatch(value)

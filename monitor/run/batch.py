@@ -90,6 +90,7 @@ def _facts_from_previous(outcome: FetchOutcome, prev: dict[str, object]) -> Fetc
         bytes_read=outcome.bytes_read,
         headers=outcome.headers,
         image=image,
+        image_digest=prev.get("image_digest") if isinstance(prev.get("image_digest"), str) else None,  # type: ignore[arg-type]
         not_modified=True,
         etag=outcome.etag,
         last_modified=outcome.last_modified,
@@ -201,6 +202,16 @@ def save_results(
                 state is None or state.last_verdict != "moved_permanently"
             ):
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
+            if judgement.verdict is Verdict.BLOCKED and (state is None or state.last_verdict != "blocked"):
+                events.append(alerts.blocked_event(target.url, target.host, judgement.reason, occ_dicts))
+            if (  # a change from a checked state: a cache that flips is one grouped event
+                judgement.verdict is Verdict.AMP_NOT_CACHED
+                and state is not None
+                and state.last_verdict not in (None, Verdict.AMP_NOT_CACHED.value)
+            ):
+                events.append(
+                    alerts.amp_not_cached_event(target.url, target.host, judgement.reason, occ_dicts)
+                )
         results.write_batch(conn, run_id, rows, now)
         if guard is not None:
             guard.after(conn, events, len(rows.results))
@@ -234,6 +245,7 @@ def _result_row(run_id: int, url_id: int, result: CheckResult, now: datetime) ->
         "image_width": size.width if size else None,
         "image_height": size.height if size else None,
         "not_modified": o.not_modified,
+        "image_digest": o.image_digest[:120] if o.image_digest else None,
     }
 
 

@@ -26,7 +26,7 @@ from monitor.run import processes
 from monitor.run.batch import write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.run.inventory import SyncReport, scan_roots_of, sync_inventory
-from monitor.store import plan, runs
+from monitor.store import plan, results, runs
 from monitor.types import Severity
 
 log = structlog.get_logger("monitor.run")
@@ -147,6 +147,8 @@ async def run_check(
             )
             raise
         state = "interrupted" if cut_short else "finished"
+        with engine.begin() as conn:  # placeholder images need all of the run's results
+            results.mark_placeholders(conn, run_id, settings.images.placeholder_min_uses)
         counts = runs.finish_run(engine, run_id, state=state, now=utcnow())
         by_verdict, by_severity = runs.run_counts(engine, run_id)
         events = alerts.group_host_down(events, settings.alerts.host_down_threshold)

@@ -155,6 +155,8 @@ class ResultRow(SQLModel, table=True):
     image_width: int | None = None
     image_height: int | None = None
     not_modified: bool = False
+    image_digest: str | None = Field(default=None, max_length=120)  # placeholder-image detection
+    placeholder_uses: int | None = None  # URLs or articles (the larger) showing this digest on its host
 
 
 class SizeCheckRow(SQLModel, table=True):

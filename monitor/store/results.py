@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from monitor.store.db import executemany, insert_ignore
 from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, STATE_CHANGES, URLS
 from monitor.types import Role, Size
+
+IMAGE_ROLES = tuple(role.value for role in Role if role.is_image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,3 +137,39 @@ def write_batch(conn: Connection, run_id: int, batch: BatchWrite, now: datetime)
         .where(RUNS.c.id == run_id)
         .values(heartbeat_at=now, checked=RUNS.c.checked + len(batch.results))
     )
+
+
+def mark_placeholders(conn: Connection, run_id: int, min_uses: int) -> int:
+    """Mark the run's image results whose bytes (``image_digest``) the host serves at ``min_uses`` or
+    more distinct URLs, or as the image of that many distinct articles: a default picture served in
+    place of the real ones (one default URL standing in for many articles' photos counts too).
+
+    Sets ``placeholder_uses`` to the larger count (NULL elsewhere); returns the rows marked. Run
+    once the run's results are all written (it looks at all of them); ``min_uses = 0`` is off.
+    """
+    conn.execute(update(RESULTS).where(RESULTS.c.run_id == run_id).values(placeholder_uses=None))
+    if min_uses <= 0:
+        return 0
+    urls = func.count(func.distinct(RESULTS.c.url_id))
+    articles = func.count(func.distinct(OCCURRENCES.c.article_id))
+    groups = conn.execute(
+        select(URLS.c.host, RESULTS.c.image_digest, urls, articles)
+        .select_from(
+            RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id).outerjoin(
+                OCCURRENCES,
+                and_(OCCURRENCES.c.url_id == RESULTS.c.url_id, OCCURRENCES.c.role.in_(IMAGE_ROLES)),
+            )
+        )
+        .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest.is_not(None))
+        .group_by(URLS.c.host, RESULTS.c.image_digest)
+        .having(or_(urls >= min_uses, articles >= min_uses))
+    ).all()
+    marked = 0
+    for host, digest, n_urls, n_articles in groups:
+        ids = select(URLS.c.id).where(URLS.c.host == host)
+        marked += conn.execute(
+            update(RESULTS)
+            .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest == digest, RESULTS.c.url_id.in_(ids))
+            .values(placeholder_uses=max(int(n_urls), int(n_articles)))
+        ).rowcount
+    return marked

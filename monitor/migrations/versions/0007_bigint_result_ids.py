@@ -1,7 +1,7 @@
 """64-bit ids for the tables that grow every night: result, size_check, state_change
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-04 01:10:00
 
 On PostgreSQL a serial id and its sequence are 32-bit: at 10 million URLs a night the result
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
