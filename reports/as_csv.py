@@ -14,7 +14,8 @@ url         the checked URL (findings: the value as written)
 verdict     the run's verdict (size lists: the size check, size_mismatch or scaled;
             findings: the finding kind; corpus errors: the error kind)
 severity    error, warning or ignore (empty for size checks, findings and corpus errors)
-reason      why, in words (findings and corpus errors: the message)
+reason      why, in words (findings and corpus errors: the message; acknowledged: the
+            verdict's reason, then the acknowledgement: its reason, who, when, until)
 http_status final HTTP status
 final_url   where redirects ended (findings: the expected value, e.g. the right AMP cache URL)
 declared    declared image size ``WxH``
@@ -138,7 +139,8 @@ def _corpus_errors(errors: CorpusErrorsSection) -> Iterator[Row]:
 def _url_rows(section: str, urls: UrlList) -> Iterator[Row]:
     for item in urls.urls:
         head = (section,)
-        tail = (item.url, item.verdict, item.severity, item.reason, item.http_status, item.final_url or "")
+        reason = f"{item.reason}; acknowledged: {fmt.ack(item.ack)}" if item.ack else item.reason
+        tail = (item.url, item.verdict, item.severity, reason, item.http_status, item.final_url or "")
         since = _iso(item.failing_since)
         if not item.occurrences:
             yield (*head, "", "", "", *tail, "", _actual(item, None), since)
@@ -166,6 +168,7 @@ SECTION_ROWS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "moved": lambda urls: _url_rows("moved", urls),
     "blocked": lambda urls: _url_rows("blocked", urls),
     "changes": _changes,
+    "acknowledged": lambda urls: _url_rows("acknowledged", urls),
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _no_rows,

@@ -97,6 +97,8 @@ def _cards(data: ReportData) -> str:
         newly, recovered = data.changes.newly_broken.total, data.changes.recovered.total
         cards.append(("Newly broken", newly, "err" if newly else "good", "changes"))
         cards.append(("Recovered", recovered, "good", "changes"))
+    if data.acknowledged is not None and data.acknowledged.total:
+        cards.append(("Acknowledged", data.acknowledged.total, "", "acknowledged"))
     if data.findings is not None:
         cards.append(("Findings", data.findings.total, "warn" if data.findings.total else "good", "findings"))
     if data.corpus_errors is not None:
@@ -247,6 +249,20 @@ def _blocked(data: ReportData) -> str:
     return section("blocked", urls.total, body)
 
 
+def _acknowledged(data: ReportData) -> str:
+    urls = data.acknowledged
+    if urls is None:
+        return ""
+    if not urls.total:
+        return section("acknowledged", 0, '<p class="note">None.</p>')
+    note = (
+        '<p class="note">Accepted breakage (<code>monitor ack</code>): still checked, '
+        "not counted as errors, never alerted; it ends when the link recovers.</p>"
+    )
+    tail = ["Verdict", "Reason", "Acknowledged", "Failing since"]
+    return section("acknowledged", urls.total, note + url_table("t-acknowledged", "Acknowledged", urls, tail))
+
+
 def _findings(data: ReportData) -> str:
     f = data.findings
     if f is None:
@@ -365,6 +381,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], str]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

@@ -237,6 +237,32 @@ def _blocked(data: ReportData) -> list[str]:
     return out + _hosts(urls.by_host, urls.hosts_omitted) + ["### URLs", "", *_url_table(urls)]
 
 
+def _acknowledged(data: ReportData) -> list[str]:
+    urls = data.acknowledged
+    if urls is None:
+        return []
+    out = [f"## {TITLES['acknowledged']} ({urls.total})", ""]
+    if not urls.total:
+        return [*out, "None.", ""]
+    out += ["Accepted breakage (`monitor ack`): still checked, not counted as errors, never alerted.", ""]
+    rows = [
+        [
+            link(item.url),
+            md(item.verdict),
+            md(item.reason),
+            md(fmt.ack(item.ack)),
+            fmt.since(item),
+            _places(item),
+        ]
+        for item in urls.urls
+    ]
+    return (
+        out
+        + table(["URL", "Verdict", "Reason", "Acknowledged", "Failing since", "Where"], rows)
+        + _omitted(urls)
+    )
+
+
 def _findings(data: ReportData) -> list[str]:
     findings = data.findings
     if findings is None:
@@ -315,6 +341,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], list[str]]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

@@ -257,6 +257,18 @@ def _changes(data: ReportData) -> list[RenderableType]:
     return parts
 
 
+def _acknowledged(data: ReportData) -> list[RenderableType]:
+    urls = data.acknowledged
+    if urls is None:
+        return []
+    rows = [
+        [t(item.url), t(item.verdict), t(item.reason), t(fmt.ack(item.ack)), t(fmt.since(item))]
+        for item in urls.urls
+    ]
+    headers = ["URL", "Verdict", "Reason", "Acknowledged", "Failing since"]
+    return [_table(f"{TITLES['acknowledged']} ({urls.total})", headers, rows), *_more(urls.omitted, "URLs")]
+
+
 def _findings(data: ReportData) -> list[RenderableType]:
     f = data.findings
     if f is None:
@@ -306,6 +318,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], list[RenderableType]]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

@@ -32,6 +32,7 @@ BUILDERS: dict[str, Callable[[Scope], Any]] = {
     "moved": queries_urls.moved,
     "changes": queries_urls.changes,
     "blocked": queries_urls.blocked,
+    "acknowledged": queries_urls.acknowledged,
     "findings": queries_counts.findings,
     "corpus_errors": queries_counts.corpus_errors,
     "trend": queries_counts.trend,

@@ -5,7 +5,9 @@ Section membership is disjoint, so a URL shows once among the problem lists:
 * ``moved``: moved_permanently; ``blocked``: blocked, rate_limited, timeout (a bot wall or a
   slow night is not a dead link); ``images``: not_image, image_unreadable and the per-occurrence
   size checks (size_mismatch apart from scaled);
-* ``broken``: every other verdict of severity error or warning.
+* ``broken``: every other verdict of severity error or warning;
+* ``acknowledged``: failing URLs acknowledged when checked (``monitor ack``: severity ignore, so
+  in no list above), with the acknowledgement.
 
 Problem lists hold severities error and warning only (``ignore`` is silent). ``changes``
 compares this run's results with the previous run that has results, counting as failing the
@@ -18,14 +20,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
 
-from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, STATE_CHANGES, URLS
+from monitor.store.tables import ACKS, ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, STATE_CHANGES, URLS
 from monitor.types import Severity, Size, SizeCheck, Verdict
 from monitor.urls import redact_url
 from reports.model import (
+    AckInfo,
     ChangesSection,
     HostGroup,
     ImagesSection,
@@ -38,6 +42,7 @@ from reports.queries import (
     BLOCKED_VERDICTS,
     BROKEN_VERDICTS,
     CHANGE_FAILING_VERDICTS,
+    FAILING_VERDICTS,
     GOOD_VERDICTS,
     MOVED_VERDICTS,
     PROBLEM_SEVERITIES,
@@ -61,6 +66,29 @@ def moved(scope: Scope) -> UrlList:
 
 def blocked(scope: Scope) -> UrlList:
     return problems(scope, BLOCKED_VERDICTS, by_host=True)
+
+
+def acknowledged(scope: Scope) -> UrlList:
+    """Failing URLs of this run acknowledged when they were checked, each with its acknowledgement."""
+    from_ = _this_run().join(ACKS, ACKS.c.url_id == RESULTS.c.url_id)
+    where = (
+        RESULTS.c.run_id == scope.run_id,
+        RESULTS.c.verdict.in_(FAILING_VERDICTS),
+        ACKS.c.at <= RESULTS.c.checked_at,
+        or_(ACKS.c.until.is_(None), ACKS.c.until > RESULTS.c.checked_at),
+    )
+    urls = _url_list(scope, from_, where)
+    if not urls.urls:
+        return urls
+    acks = {
+        redact_url(row.url): AckInfo(row.reason, row.by, row.at, row.until)
+        for row in scope.conn.execute(
+            select(URLS.c.url, ACKS.c.reason, ACKS.c.by, ACKS.c.at, ACKS.c.until)
+            .select_from(from_)
+            .where(*where)
+        )
+    }
+    return replace(urls, urls=tuple(replace(item, ack=acks.get(item.url)) for item in urls.urls))
 
 
 _FACTS = (

@@ -21,10 +21,11 @@ import structlog
 from sqlalchemy import Engine
 
 from monitor import alerts
-from monitor.config import Settings
+from monitor.clock import utcnow
+from monitor.config import Settings, ignore_reason
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter
-from monitor.run.batch import save_results, write_with_retry
+from monitor.run.batch import ignored_outcome, save_results, write_with_retry
 from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
@@ -365,8 +366,12 @@ class Run:
                     return
                 await queue.wait()
                 continue
+            skip = ignore_reason(self.settings.ignore, item.target.url, item.target.host, utcnow())
             try:
-                outcome = await fetcher.fetch_unshared(item.target)
+                if skip is not None:  # an ignore rule: never requested
+                    outcome = ignored_outcome(item.target, skip)
+                else:
+                    outcome = await fetcher.fetch_unshared(item.target)
             except Exception as exc:  # a bug inside fetch becomes a visible failure, not a lost URL
                 outcome = internal_error(item.target, exc)
             finally:
