@@ -6,6 +6,7 @@ Columns (stable; new ones are only ever appended):
 section     broken, images.size_mismatch, images.scaled, images.not_image,
             images.image_unreadable, moved, blocked, changes.newly_broken,
             changes.recovered, changes.still_broken, changes.flapping,
+            changes.newly_mismatched, acknowledged,
             findings.<kind> (invalid_url, amp_cache_mismatch, wrong_type), corpus_errors
 article     article path (corpus errors: the unreadable file)
 location    frontmatter location, e.g. ``related[1].ampWebUrl`` (corpus errors: ``line:column``)
@@ -147,7 +148,7 @@ def _url_rows(section: str, urls: UrlList) -> Iterator[Row]:
         for occ in item.occurrences:
             actual = _actual(item, fmt.dims(occ.actual))
             row = tail
-            if occ.size_check in fmt.SIZE_REASONS and section.startswith("images."):
+            if occ.size_check in fmt.SIZE_REASONS and section.startswith(("images.", "changes.newly_m")):
                 row = (item.url, occ.size_check, "", fmt.SIZE_REASONS[occ.size_check], *tail[4:])
             yield (*head, occ.article, occ.location, occ.role, *row, fmt.dims(occ.declared), actual, since)
 

@@ -193,15 +193,20 @@ def _images(data: ReportData) -> list[str]:
         if not urls.total:
             out += ["None.", ""]
         elif key in ("size_mismatch", "scaled"):
-            rows = [
-                [md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)]
-                for item in urls.urls
-                for o in item.occurrences
-            ]
-            out += table(["Article", "Location", "URL", "Declared", "Actual"], rows) + _omitted(urls)
+            out += _sizes(urls)
         else:
             out += _url_table(urls)
     return out
+
+
+def _sizes(urls: UrlList) -> list[str]:
+    """Image places with their declared and real size (the size lists, newly mismatched images)."""
+    rows = [
+        [md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)]
+        for item in urls.urls
+        for o in item.occurrences
+    ]
+    return table(["Article", "Location", "URL", "Declared", "Actual"], rows) + _omitted(urls)
 
 
 def _moved(data: ReportData) -> list[str]:
@@ -220,9 +225,14 @@ def _changes(data: ReportData) -> list[str]:
         return []
     against = f"run {changes.previous_run_id}" if changes.previous_run_id else "no earlier run"
     out = [f"## {TITLES['changes']} (compared with {against})", ""]
-    for _key, title, urls in fmt.change_lists(changes):
+    for key, title, urls in fmt.change_lists(changes):
         out += [f"### {title} ({urls.total})", ""]
-        out += _url_table(urls, previous=True) if urls.total else ["None.", ""]
+        if not urls.total:
+            out += ["None.", ""]
+        elif key == "newly_mismatched":
+            out += _sizes(urls)
+        else:
+            out += _url_table(urls, previous=True)
     return out
 
 

@@ -24,6 +24,7 @@ CHANGE_LISTS: tuple[tuple[str, str], ...] = (
     ("recovered", "Recovered"),
     ("still_broken", "Still broken"),
     ("flapping", "Flapping"),
+    ("newly_mismatched", "Newly mismatched images"),
 )
 
 

@@ -192,6 +192,7 @@ class ChangesSection:
     recovered: UrlList
     still_broken: UrlList
     flapping: UrlList
+    newly_mismatched: UrlList  # image places whose size mismatch the baseline run did not have
 
 
 @dataclass(frozen=True, slots=True)

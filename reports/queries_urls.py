@@ -359,6 +359,25 @@ def _flapping_ids(run_id: int) -> Any:
     )
 
 
+def _newly_mismatched(scope: Scope, previous_id: int) -> UrlList:
+    """Image URLs with a place whose size check is size_mismatch now but was not in ``previous_id``."""
+    before = SIZE_CHECKS.alias("before")
+    had = (
+        select(before.c.id)
+        .where(
+            before.c.run_id == previous_id,
+            before.c.occurrence_id == SIZE_CHECKS.c.occurrence_id,
+            before.c.verdict == SizeCheck.SIZE_MISMATCH.value,
+        )
+        .exists()
+    )
+    new = select(SIZE_CHECKS.c.url_id).where(
+        SIZE_CHECKS.c.run_id == scope.run_id, SIZE_CHECKS.c.verdict == SizeCheck.SIZE_MISMATCH.value, ~had
+    )
+    mismatch = SizeCheck.SIZE_MISMATCH.value
+    return _url_list(scope, _any_url(scope), (URLS.c.id.in_(new),), size_verdict=mismatch)
+
+
 def changes(scope: Scope) -> ChangesSection:
     flapping = _flapping_ids(scope.run_id)
     flap = _url_list(scope, _any_url(scope), (URLS.c.id.in_(flapping),), previous=False)
@@ -374,9 +393,10 @@ def changes(scope: Scope) -> ChangesSection:
         (this_run, _failing(RESULTS), or_(PREVIOUS.c.id.is_(None), not_(_failing(PREVIOUS))), steady),
         previous=True,
     )
+    mismatched = _newly_mismatched(scope, previous_id)
     if scope.previous_id is None:
         empty = UrlList(0, ())
-        return ChangesSection(None, newly, empty, empty, flap)
+        return ChangesSection(None, newly, empty, empty, flap, mismatched)
     still = _url_list(
         scope,
         with_prev,
@@ -395,4 +415,4 @@ def changes(scope: Scope) -> ChangesSection:
         ),
         previous=True,
     )
-    return ChangesSection(scope.previous_id, newly, recovered, still, flap)
+    return ChangesSection(scope.previous_id, newly, recovered, still, flap, mismatched)
