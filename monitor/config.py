@@ -13,6 +13,8 @@ import json
 import os
 import re
 import tomllib
+from datetime import date
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,6 +73,41 @@ class RemapRule(_Section):
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
+
+
+class IgnoreRule(_Section):
+    """A URL that must not be checked at all (verdict ``skipped``, never requested).
+
+    ``url`` and ``host`` are shell-style globs (``*``, ``?``, ``[..]``) matched against the
+    normalised URL and its host; when both are set both must match. ``until`` (a date) ends the
+    rule after that day (UTC), so a temporary exception cannot outlive its reason.
+    """
+
+    name: str | None = None
+    url: str | None = None
+    host: str | None = None
+    until: date | None = None
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _has_pattern(self) -> IgnoreRule:
+        if not self.url and not self.host:
+            raise ValueError("an ignore rule needs a url or a host pattern")
+        return self
+
+    def matches(self, url: str, host: str, today: date) -> bool:
+        if self.until is not None and today > self.until:
+            return False
+        if self.host and not fnmatchcase(host.lower(), self.host.lower()):
+            return False
+        return not self.url or fnmatchcase(url, self.url)
+
+    def describe(self, index: int) -> str:
+        """How a skipped result names the rule: its name (or position) and its patterns."""
+        label = self.name or f"ignore[{index}]"
+        parts = [f"url {self.url}" if self.url else "", f"host {self.host}" if self.host else ""]
+        text = f"ignored by rule {label!r} ({', '.join(p for p in parts if p)})"
+        return f"{text}: {self.reason}" if self.reason else text
 
 
 class HostSettings(_Section):
@@ -326,6 +363,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     distributed: DistributedSettings = DistributedSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ignore: list[IgnoreRule] = []
 
     @classmethod
     def settings_customise_sources(
@@ -341,7 +379,9 @@ class Settings(BaseSettings):
 
     def fingerprint(self) -> str:
         """A short stable hash of the settings that change what a check finds."""
-        relevant = self.model_dump(mode="json", include={"http", "safety", "verdicts", "images", "corpus"})
+        relevant = self.model_dump(
+            mode="json", include={"http", "safety", "verdicts", "images", "corpus", "ignore"}
+        )
         relevant.get("http", {}).pop("headers", None)  # secrets must not shape stored values
         for host in relevant.get("http", {}).get("hosts", {}).values():
             host.pop("headers", None)

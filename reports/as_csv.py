@@ -6,6 +6,7 @@ Columns (stable; new ones are only ever appended):
 section     broken, images.size_mismatch, images.scaled, images.not_image,
             images.image_unreadable, moved, blocked, changes.newly_broken,
             changes.recovered, changes.still_broken, changes.flapping,
+            changes.newly_mismatched, acknowledged,
             findings.<kind> (invalid_url, amp_cache_mismatch, wrong_type), corpus_errors
 article     article path (corpus errors: the unreadable file)
 location    frontmatter location, e.g. ``related[1].ampWebUrl`` (corpus errors: ``line:column``)
@@ -14,7 +15,8 @@ url         the checked URL (findings: the value as written)
 verdict     the run's verdict (size lists: the size check, size_mismatch or scaled;
             findings: the finding kind; corpus errors: the error kind)
 severity    error, warning or ignore (empty for size checks, findings and corpus errors)
-reason      why, in words (findings and corpus errors: the message)
+reason      why, in words (findings and corpus errors: the message; acknowledged: the
+            verdict's reason, then the acknowledgement: its reason, who, when, until)
 http_status final HTTP status
 final_url   where redirects ended (findings: the expected value, e.g. the right AMP cache URL)
 declared    declared image size ``WxH``
@@ -138,14 +140,15 @@ def _corpus_errors(errors: CorpusErrorsSection) -> Iterator[Row]:
 def _url_rows(section: str, urls: UrlList) -> Iterator[Row]:
     for item in urls.urls:
         head = (section,)
-        tail = (item.url, item.verdict, item.severity, item.reason, item.http_status, item.final_url or "")
+        reason = f"{item.reason}; acknowledged: {fmt.ack(item.ack)}" if item.ack else item.reason
+        tail = (item.url, item.verdict, item.severity, reason, item.http_status, item.final_url or "")
         since = _iso(item.failing_since)
         if not item.occurrences:
             yield (*head, "", "", "", *tail, "", _actual(item, None), since)
         for occ in item.occurrences:
             actual = _actual(item, fmt.dims(occ.actual))
             row = tail
-            if occ.size_check in fmt.SIZE_REASONS and section.startswith("images."):
+            if occ.size_check in fmt.SIZE_REASONS and section.startswith(("images.", "changes.newly_m")):
                 row = (item.url, occ.size_check, "", fmt.SIZE_REASONS[occ.size_check], *tail[4:])
             yield (*head, occ.article, occ.location, occ.role, *row, fmt.dims(occ.declared), actual, since)
 
@@ -166,6 +169,7 @@ SECTION_ROWS: dict[str, Callable[[Any], Iterator[Row]]] = {
     "moved": lambda urls: _url_rows("moved", urls),
     "blocked": lambda urls: _url_rows("blocked", urls),
     "changes": _changes,
+    "acknowledged": lambda urls: _url_rows("acknowledged", urls),
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _no_rows,

@@ -33,7 +33,7 @@ from reports.html_blocks import (
     url_cell,
     url_table,
 )
-from reports.model import ReportData, TrendPoint
+from reports.model import ReportData, TrendPoint, UrlList
 from reports.sections import TITLES
 
 
@@ -59,8 +59,9 @@ def render_html(data: ReportData) -> str:
         + (f"compared with run {run.previous_run_id}" if run.previous_run_id else "no earlier run")
         + (f'; <span class="sev-error">run error: {esc(run.error)}</span>' if run.error else "")
     )
-    nav = " ".join(f'<a href="#{name}">{html.escape(TITLES[name])}</a>' for name in data.sections)
-    sections = "\n".join(SECTION_RENDERERS[name](data) for name in data.sections)
+    order = first_view(data.sections)
+    nav = " ".join(f'<a href="#{name}">{html.escape(TITLES[name])}</a>' for name in order)
+    sections = "\n".join(SECTION_RENDERERS[name](data) for name in order)
     return Template(_asset("report.html")).substitute(
         csp=csp,
         title=f"Link and media report: run {run.id}",
@@ -75,8 +76,20 @@ def render_html(data: ReportData) -> str:
     )
 
 
+def first_view(sections: Sequence[str]) -> tuple[str, ...]:
+    """The HTML report opens on what changed (what an editor reads first each morning), then the rest."""
+    return tuple(sorted(sections, key=lambda name: name != "changes"))
+
+
 def _cards(data: ReportData) -> str:
     cards: list[tuple[str, int, str, str]] = []  # label, value, class, anchor
+    # what changed comes first: it is the default view
+    if data.changes is not None:
+        newly, recovered = data.changes.newly_broken.total, data.changes.recovered.total
+        cards.append(("Newly broken", newly, "err" if newly else "good", "changes"))
+        cards.append(("Recovered", recovered, "good", "changes"))
+        mismatched = data.changes.newly_mismatched.total
+        cards.append(("Newly mismatched images", mismatched, "warn" if mismatched else "good", "changes"))
     if data.summary is not None:
         s = data.summary
         cards += [("URLs checked", s.checked, "", "summary")]
@@ -93,10 +106,8 @@ def _cards(data: ReportData) -> str:
         cards.append(
             ("Blocked / slow", data.blocked.total, "warn" if data.blocked.total else "good", "blocked")
         )
-    if data.changes is not None:
-        newly, recovered = data.changes.newly_broken.total, data.changes.recovered.total
-        cards.append(("Newly broken", newly, "err" if newly else "good", "changes"))
-        cards.append(("Recovered", recovered, "good", "changes"))
+    if data.acknowledged is not None and data.acknowledged.total:
+        cards.append(("Acknowledged", data.acknowledged.total, "", "acknowledged"))
     if data.findings is not None:
         cards.append(("Findings", data.findings.total, "warn" if data.findings.total else "good", "findings"))
     if data.corpus_errors is not None:
@@ -167,20 +178,25 @@ def _images(data: ReportData) -> str:
         if not urls.total:
             parts.append('<p class="note">None.</p>')
         elif key in ("size_mismatch", "scaled"):
-            rows: list[list[Cell]] = [
-                [
-                    *(article(o.article, o.title), esc(o.location), link(item.url)),
-                    *(esc(fmt.dims(o.declared)), esc(fmt.dims(o.actual)), esc(item.image_format)),
-                ]
-                for item in urls.urls
-                for o in item.occurrences
-            ]
-            headers = ["Article", "Location", "URL", "Declared", "Actual", "Format"]
-            parts.append(table(f"t-images-{key}", title, headers, rows) + more_note(urls.omitted, "URLs"))
+            parts.append(_sizes(f"t-images-{key}", title, urls))
         else:
             tail = ["Verdict", "Severity", "Reason", "Content type"]
             parts.append(url_table(f"t-images-{key}", title, urls, tail))
     return section("images", None, "\n".join(parts))
+
+
+def _sizes(table_id: str, title: str, urls: UrlList) -> str:
+    """Image places with declared and real size (the size lists, newly mismatched images)."""
+    rows: list[list[Cell]] = [
+        [
+            *(article(o.article, o.title), esc(o.location), link(item.url)),
+            *(esc(fmt.dims(o.declared)), esc(fmt.dims(o.actual)), esc(item.image_format)),
+        ]
+        for item in urls.urls
+        for o in item.occurrences
+    ]
+    headers = ["Article", "Location", "URL", "Declared", "Actual", "Format"]
+    return table(table_id, title, headers, rows) + more_note(urls.omitted, "URLs")
 
 
 def _moved(data: ReportData) -> str:
@@ -201,7 +217,9 @@ def _changes(data: ReportData) -> str:
     if changes is None:
         return ""
     rows: list[list[Cell]] = []
-    for _key, title, urls in fmt.change_lists(changes):
+    for key, title, urls in fmt.change_lists(changes):
+        if key == "newly_mismatched":
+            continue  # its own table below: the places with their declared and real size
         for item in urls.urls:
             articles = ", ".join(esc(o.article) for o in item.occurrences)
             if item.occurrences_omitted:
@@ -225,6 +243,9 @@ def _changes(data: ReportData) -> str:
         + table("t-changes", "Changes since the previous run", headers, rows, [6])
         + more_note(omitted, "URLs")
     )
+    if changes.newly_mismatched.total:
+        title = dict(fmt.CHANGE_LISTS)["newly_mismatched"]
+        body += f"<h3>{html.escape(title)}</h3>" + _sizes("t-changes-sizes", title, changes.newly_mismatched)
     return section("changes", None, body)
 
 
@@ -245,6 +266,20 @@ def _blocked(data: ReportData) -> str:
         )
     )
     return section("blocked", urls.total, body)
+
+
+def _acknowledged(data: ReportData) -> str:
+    urls = data.acknowledged
+    if urls is None:
+        return ""
+    if not urls.total:
+        return section("acknowledged", 0, '<p class="note">None.</p>')
+    note = (
+        '<p class="note">Accepted breakage (<code>monitor ack</code>): still checked, '
+        "not counted as errors, never alerted; it ends when the link recovers.</p>"
+    )
+    tail = ["Verdict", "Reason", "Acknowledged", "Failing since"]
+    return section("acknowledged", urls.total, note + url_table("t-acknowledged", "Acknowledged", urls, tail))
 
 
 def _findings(data: ReportData) -> str:
@@ -365,6 +400,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], str]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

@@ -186,7 +186,7 @@ def url_object(item: UrlItem) -> dict[str, Any]:
         size = item.image_size
         width, height = (None, None) if size is None else (size.width, size.height)
         image = {"format": item.image_format, "width": width, "height": height}
-    return {
+    doc = {
         "url": item.url,
         "host": item.host,
         "verdict": item.verdict,
@@ -210,6 +210,10 @@ def url_object(item: UrlItem) -> dict[str, Any]:
         "occurrences": [_occurrence(o) for o in item.occurrences],
         "occurrences_omitted": item.occurrences_omitted,
     }
+    if item.ack is not None:  # the acknowledged section only
+        a = item.ack
+        doc["acknowledged"] = {"reason": a.reason, "by": a.by, "at": _iso(a.at), "until": _iso(a.until)}
+    return doc
 
 
 def _occurrence(o: OccurrenceItem) -> dict[str, Any]:
@@ -230,6 +234,7 @@ SECTION_OBJECTS: dict[str, Callable[[Any], Any]] = {
     "broken": _url_list,
     "moved": _url_list,
     "blocked": _url_list,
+    "acknowledged": _url_list,
     "images": _images,
     "changes": _changes,
     "findings": _findings,

@@ -193,15 +193,20 @@ def _images(data: ReportData) -> list[str]:
         if not urls.total:
             out += ["None.", ""]
         elif key in ("size_mismatch", "scaled"):
-            rows = [
-                [md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)]
-                for item in urls.urls
-                for o in item.occurrences
-            ]
-            out += table(["Article", "Location", "URL", "Declared", "Actual"], rows) + _omitted(urls)
+            out += _sizes(urls)
         else:
             out += _url_table(urls)
     return out
+
+
+def _sizes(urls: UrlList) -> list[str]:
+    """Image places with their declared and real size (the size lists, newly mismatched images)."""
+    rows = [
+        [md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)]
+        for item in urls.urls
+        for o in item.occurrences
+    ]
+    return table(["Article", "Location", "URL", "Declared", "Actual"], rows) + _omitted(urls)
 
 
 def _moved(data: ReportData) -> list[str]:
@@ -220,9 +225,14 @@ def _changes(data: ReportData) -> list[str]:
         return []
     against = f"run {changes.previous_run_id}" if changes.previous_run_id else "no earlier run"
     out = [f"## {TITLES['changes']} (compared with {against})", ""]
-    for _key, title, urls in fmt.change_lists(changes):
+    for key, title, urls in fmt.change_lists(changes):
         out += [f"### {title} ({urls.total})", ""]
-        out += _url_table(urls, previous=True) if urls.total else ["None.", ""]
+        if not urls.total:
+            out += ["None.", ""]
+        elif key == "newly_mismatched":
+            out += _sizes(urls)
+        else:
+            out += _url_table(urls, previous=True)
     return out
 
 
@@ -235,6 +245,32 @@ def _blocked(data: ReportData) -> list[str]:
         return [*out, "None.", ""]
     out += ["These may work in a browser; they are kept apart from broken links.", ""]
     return out + _hosts(urls.by_host, urls.hosts_omitted) + ["### URLs", "", *_url_table(urls)]
+
+
+def _acknowledged(data: ReportData) -> list[str]:
+    urls = data.acknowledged
+    if urls is None:
+        return []
+    out = [f"## {TITLES['acknowledged']} ({urls.total})", ""]
+    if not urls.total:
+        return [*out, "None.", ""]
+    out += ["Accepted breakage (`monitor ack`): still checked, not counted as errors, never alerted.", ""]
+    rows = [
+        [
+            link(item.url),
+            md(item.verdict),
+            md(item.reason),
+            md(fmt.ack(item.ack)),
+            fmt.since(item),
+            _places(item),
+        ]
+        for item in urls.urls
+    ]
+    return (
+        out
+        + table(["URL", "Verdict", "Reason", "Acknowledged", "Failing since", "Where"], rows)
+        + _omitted(urls)
+    )
 
 
 def _findings(data: ReportData) -> list[str]:
@@ -315,6 +351,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], list[str]]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

@@ -224,16 +224,20 @@ def _images(data: ReportData) -> list[RenderableType]:
     parts: list[RenderableType] = []
     for key, title, urls in fmt.image_lists(data.images):
         if key in ("size_mismatch", "scaled"):
-            rows = [
-                [t(o.article), t(o.location), t(item.url), t(fmt.dims(o.declared)), t(fmt.dims(o.actual))]
-                for item in urls.urls
-                for o in item.occurrences
-            ]
-            headers = ["Article", "Location", "URL", "Declared", "Actual"]
-            parts += [_table(f"{title} ({urls.total})", headers, rows), *_more(urls.omitted, "URLs")]
+            parts += _sizes(title, urls)
         else:
             parts += _url_table(title, urls)
     return parts
+
+
+def _sizes(title: str, urls: UrlList) -> list[RenderableType]:
+    rows = [
+        [t(o.article), t(o.location), t(item.url), t(fmt.dims(o.declared)), t(fmt.dims(o.actual))]
+        for item in urls.urls
+        for o in item.occurrences
+    ]
+    headers = ["Article", "Location", "URL", "Declared", "Actual"]
+    return [_table(f"{title} ({urls.total})", headers, rows), *_more(urls.omitted, "URLs")]
 
 
 def _moved(data: ReportData) -> list[RenderableType]:
@@ -252,9 +256,21 @@ def _changes(data: ReportData) -> list[RenderableType]:
     if data.changes is None:
         return []
     parts: list[RenderableType] = []
-    for _key, title, urls in fmt.change_lists(data.changes):
-        parts += _url_table(title, urls, previous=True)
+    for key, title, urls in fmt.change_lists(data.changes):
+        parts += _sizes(title, urls) if key == "newly_mismatched" else _url_table(title, urls, previous=True)
     return parts
+
+
+def _acknowledged(data: ReportData) -> list[RenderableType]:
+    urls = data.acknowledged
+    if urls is None:
+        return []
+    rows = [
+        [t(item.url), t(item.verdict), t(item.reason), t(fmt.ack(item.ack)), t(fmt.since(item))]
+        for item in urls.urls
+    ]
+    headers = ["URL", "Verdict", "Reason", "Acknowledged", "Failing since"]
+    return [_table(f"{TITLES['acknowledged']} ({urls.total})", headers, rows), *_more(urls.omitted, "URLs")]
 
 
 def _findings(data: ReportData) -> list[RenderableType]:
@@ -306,6 +322,7 @@ SECTION_RENDERERS: dict[str, Callable[[ReportData], list[RenderableType]]] = {
     "moved": _moved,
     "changes": _changes,
     "blocked": _blocked,
+    "acknowledged": _acknowledged,
     "findings": _findings,
     "corpus_errors": _corpus_errors,
     "trend": _trend,

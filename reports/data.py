@@ -10,7 +10,8 @@ queries are in ``queries_urls`` and ``queries_counts``; the values in ``model``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, select
@@ -33,6 +34,7 @@ BUILDERS: dict[str, Callable[[Scope], Any]] = {
     "moved": queries_urls.moved,
     "changes": queries_urls.changes,
     "blocked": queries_urls.blocked,
+    "acknowledged": queries_urls.acknowledged,
     "findings": queries_counts.findings,
     "corpus_errors": queries_counts.corpus_errors,
     "trend": queries_counts.trend,
@@ -49,11 +51,15 @@ def build_report(
     occurrence_limit: int = DEFAULT_OCCURRENCE_LIMIT,
     top_hosts: int = DEFAULT_TOP_HOSTS,
     now: datetime | None = None,
+    since_run: int | None = None,
+    since: timedelta | None = None,
 ) -> ReportData:
     """Aggregate run ``run_id`` (default: the latest run) into a ReportData.
 
     ``limit`` caps every list (None: no cap), ``occurrence_limit`` the places listed per URL;
-    ``now`` fixes ``generated_at`` (tests, reproducible files).
+    ``now`` fixes ``generated_at`` (tests, reproducible files). ``changes`` compares with the
+    previous run that has results, or with run ``since_run``, or with the last run with results
+    that started ``since`` before ``now`` ("what changed since last night").
     """
     wanted = choose(sections)
     if (limit is not None and limit < 1) or min(occurrence_limit, trend_runs, top_hosts) < 1:
@@ -62,6 +68,9 @@ def build_report(
         if conn.dialect.name == "postgresql":  # one snapshot for every query (SQLite's read already is)
             conn.execution_options(isolation_level="REPEATABLE READ")
         run = _run(conn, run_id)
+        if since_run is not None or since is not None:
+            base = _baseline(conn, run, since_run, since, now or datetime.now(UTC))
+            run = replace(run, previous_run_id=base)
         scope = Scope(
             conn,
             run.id,
@@ -79,6 +88,30 @@ def build_report(
             limit=limit,
             **{name: BUILDERS[name](scope) for name in wanted},
         )
+
+
+def _baseline(
+    conn: Connection, run: RunInfo, since_run: int | None, since: timedelta | None, now: datetime
+) -> int:
+    """The run ``changes`` compares with when asked for one; a ReportError when there is none."""
+    has_results = exists().where(RESULTS.c.run_id == RUNS.c.id)
+    if since_run is not None:
+        if since_run >= run.id:
+            raise ReportError(f"--since-run {since_run} is not before run {run.id}")
+        if conn.execute(select(RUNS.c.id).where(RUNS.c.id == since_run, has_results)).scalar() is None:
+            raise ReportError(f"run {since_run} does not exist or has no results")
+        return since_run
+    assert since is not None
+    cutoff = now - since
+    found = conn.execute(
+        select(RUNS.c.id)
+        .where(RUNS.c.id < run.id, RUNS.c.started_at <= cutoff, has_results)
+        .order_by(RUNS.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if found is None:
+        raise ReportError(f"no run with results started before {cutoff:%Y-%m-%d %H:%M:%S} UTC")
+    return int(found)
 
 
 def _run(conn: Connection, run_id: int | None) -> RunInfo:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from monitor.types import Size
-from reports.model import ChangesSection, ImagesSection, UrlItem, UrlList
+from reports.model import AckInfo, ChangesSection, ImagesSection, UrlItem, UrlList
 
 IMAGE_LISTS: tuple[tuple[str, str], ...] = (
     ("size_mismatch", "Size mismatch (declared size has another aspect ratio)"),
@@ -25,6 +25,7 @@ CHANGE_LISTS: tuple[tuple[str, str], ...] = (
     ("recovered", "Recovered"),
     ("still_broken", "Still broken"),
     ("flapping", "Flapping"),
+    ("newly_mismatched", "Newly mismatched images"),
 )
 
 
@@ -81,6 +82,14 @@ def image_lists(section: ImagesSection) -> Iterator[tuple[str, str, UrlList]]:
 def change_lists(section: ChangesSection) -> Iterator[tuple[str, str, UrlList]]:
     for key, title in CHANGE_LISTS:
         yield key, title, getattr(section, key)
+
+
+def ack(info: AckInfo | None) -> str:
+    """An acknowledgement in one line: why, who, since and until when."""
+    if info is None:
+        return ""
+    until = f"until {when(info.until)}" if info.until else "until it recovers"
+    return f"{info.reason} (by {info.by}, {when(info.at)}, {until})"
 
 
 def more(omitted: int, what: str) -> str:

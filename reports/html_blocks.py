@@ -120,6 +120,8 @@ def url_cell(item: UrlItem, column: str) -> Cell:
             return num(item.consecutive_failures)
         case "Previous":
             return esc(item.previous_verdict)
+        case "Acknowledged":
+            return esc(fmt.ack(item.ack))
     raise ValueError(f"unknown column {column!r}")
 
 

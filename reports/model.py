@@ -38,6 +38,16 @@ class OccurrenceItem:
 
 
 @dataclass(frozen=True, slots=True)
+class AckInfo:
+    """An editor's acknowledgement of a failing URL (``monitor ack``): why, who, when, until when."""
+
+    reason: str
+    by: str
+    at: datetime
+    until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class UrlItem:
     """One URL with this run's facts and verdict, its failure history and where it is used."""
 
@@ -64,6 +74,7 @@ class UrlItem:
     previous_verdict: str | None
     occurrences: tuple[OccurrenceItem, ...]
     occurrences_total: int
+    ack: AckInfo | None = None  # set in the acknowledged section only
 
     @property
     def occurrences_omitted(self) -> int:
@@ -182,6 +193,7 @@ class ChangesSection:
     recovered: UrlList
     still_broken: UrlList
     flapping: UrlList
+    newly_mismatched: UrlList  # image places whose size mismatch the baseline run did not have
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +267,7 @@ class ReportData:
     moved: UrlList | None = None
     changes: ChangesSection | None = None
     blocked: UrlList | None = None
+    acknowledged: UrlList | None = None
     findings: FindingsSection | None = None
     corpus_errors: CorpusErrorsSection | None = None
     trend: tuple[TrendPoint, ...] | None = None

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func
+from sqlalchemy import ColumnElement, Connection, and_, case, func, select
 
 from monitor.store.scope import Roots
+from monitor.store.tables import STATE_CHANGES
 from monitor.types import Severity, Verdict
 
 PROBLEM_SEVERITIES = (Severity.ERROR.value, Severity.WARNING.value)
@@ -58,3 +59,23 @@ def errors_sum(sev: Any) -> Any:
 def warnings_sum(sev: Any) -> Any:
     """SQL: how many rows of the group have severity warning."""
     return func.sum(case((sev == Severity.WARNING.value, 1), else_=0))
+
+
+def failing(table: Any) -> ColumnElement[bool]:
+    """The verdicts the changes section counts as failing, at a problem severity, in ``table``."""
+    return and_(table.c.verdict.in_(CHANGE_FAILING_VERDICTS), table.c.severity.in_(PROBLEM_SEVERITIES))
+
+
+def flapping_ids(run_id: int) -> Any:
+    """URLs whose latest alert-state change up to ``run_id`` went to flapping."""
+    latest = (
+        select(func.max(STATE_CHANGES.c.id).label("id"))
+        .where(STATE_CHANGES.c.run_id <= run_id)
+        .group_by(STATE_CHANGES.c.url_id)
+        .subquery()
+    )
+    return (
+        select(STATE_CHANGES.c.url_id)
+        .join(latest, latest.c.id == STATE_CHANGES.c.id)
+        .where(STATE_CHANGES.c.to_state == "flapping")
+    )

@@ -5,7 +5,9 @@ Section membership is disjoint, so a URL shows once among the problem lists:
 * ``moved``: moved_permanently; ``blocked``: blocked, rate_limited, timeout (a bot wall or a
   slow night is not a dead link); ``images``: not_image, image_unreadable and the per-occurrence
   size checks (size_mismatch apart from scaled);
-* ``broken``: every other verdict of severity error or warning.
+* ``broken``: every other verdict of severity error or warning;
+* ``acknowledged``: failing URLs acknowledged when checked (``monitor ack``: severity ignore, so
+  in no list above), with the acknowledgement.
 
 Problem lists hold severities error and warning only (``ignore`` is silent). ``changes``
 compares this run's results with the previous run that has results, counting as failing the
@@ -24,10 +26,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
 
 from monitor.store.scope import under_roots, url_in_scope
-from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, STATE_CHANGES, URLS
+from monitor.store.tables import ACKS, ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, URLS
 from monitor.types import Severity, Size, SizeCheck, Verdict
 from monitor.urls import redact_url
 from reports.model import (
+    AckInfo,
     ChangesSection,
     HostGroup,
     ImagesSection,
@@ -39,13 +42,15 @@ from reports.model import (
 from reports.queries import (
     BLOCKED_VERDICTS,
     BROKEN_VERDICTS,
-    CHANGE_FAILING_VERDICTS,
+    FAILING_VERDICTS,
     GOOD_VERDICTS,
     MOVED_VERDICTS,
     PROBLEM_SEVERITIES,
     Scope,
     count,
     errors_sum,
+    failing,
+    flapping_ids,
     warnings_sum,
 )
 
@@ -63,6 +68,29 @@ def moved(scope: Scope) -> UrlList:
 
 def blocked(scope: Scope) -> UrlList:
     return problems(scope, BLOCKED_VERDICTS, by_host=True)
+
+
+def acknowledged(scope: Scope) -> UrlList:
+    """Failing URLs of this run acknowledged when they were checked, each with its acknowledgement."""
+    from_ = _this_run().join(ACKS, ACKS.c.url_id == RESULTS.c.url_id)
+    where = (
+        RESULTS.c.run_id == scope.run_id,
+        RESULTS.c.verdict.in_(FAILING_VERDICTS),
+        ACKS.c.at <= RESULTS.c.checked_at,
+        or_(ACKS.c.until.is_(None), ACKS.c.until > RESULTS.c.checked_at),
+    )
+    urls = _url_list(scope, from_, where)
+    if not urls.urls:
+        return urls
+    acks = {
+        redact_url(row.url): AckInfo(row.reason, row.by, row.at, row.until)
+        for row in scope.conn.execute(
+            select(URLS.c.url, ACKS.c.reason, ACKS.c.by, ACKS.c.at, ACKS.c.until)
+            .select_from(from_)
+            .where(*where)
+        )
+    }
+    return replace(urls, urls=tuple(replace(item, ack=acks.get(item.url)) for item in urls.urls))
 
 
 _FACTS = (
@@ -354,27 +382,27 @@ def _placeholder_reason(urls: int, digest: str | None) -> str:
     )
 
 
-def _failing(table: Any) -> ColumnElement[bool]:
-    return and_(table.c.verdict.in_(CHANGE_FAILING_VERDICTS), table.c.severity.in_(PROBLEM_SEVERITIES))
-
-
-def _flapping_ids(run_id: int) -> Any:
-    """URLs whose latest alert-state change up to ``run_id`` went to flapping."""
-    latest = (
-        select(func.max(STATE_CHANGES.c.id).label("id"))
-        .where(STATE_CHANGES.c.run_id <= run_id)
-        .group_by(STATE_CHANGES.c.url_id)
-        .subquery()
+def _newly_mismatched(scope: Scope, previous_id: int) -> UrlList:
+    """Image URLs with a place whose size check is size_mismatch now but was not in ``previous_id``."""
+    before = SIZE_CHECKS.alias("before")
+    had = (
+        select(before.c.id)
+        .where(
+            before.c.run_id == previous_id,
+            before.c.occurrence_id == SIZE_CHECKS.c.occurrence_id,
+            before.c.verdict == SizeCheck.SIZE_MISMATCH.value,
+        )
+        .exists()
     )
-    return (
-        select(STATE_CHANGES.c.url_id)
-        .join(latest, latest.c.id == STATE_CHANGES.c.id)
-        .where(STATE_CHANGES.c.to_state == "flapping")
+    new = select(SIZE_CHECKS.c.url_id).where(
+        SIZE_CHECKS.c.run_id == scope.run_id, SIZE_CHECKS.c.verdict == SizeCheck.SIZE_MISMATCH.value, ~had
     )
+    mismatch = SizeCheck.SIZE_MISMATCH.value
+    return _url_list(scope, _any_url(scope), (URLS.c.id.in_(new),), size_verdict=mismatch)
 
 
 def changes(scope: Scope) -> ChangesSection:
-    flapping = _flapping_ids(scope.run_id)
+    flapping = flapping_ids(scope.run_id)
     in_scope = url_in_scope(scope.roots)  # flapping URLs of other roots are not this run's
     flap = _url_list(scope, _any_url(scope), (URLS.c.id.in_(flapping), in_scope), previous=False)
     steady = RESULTS.c.url_id.not_in(flapping)
@@ -386,16 +414,17 @@ def changes(scope: Scope) -> ChangesSection:
     newly = _url_list(
         scope,
         with_prev,
-        (this_run, _failing(RESULTS), or_(PREVIOUS.c.id.is_(None), not_(_failing(PREVIOUS))), steady),
+        (this_run, failing(RESULTS), or_(PREVIOUS.c.id.is_(None), not_(failing(PREVIOUS))), steady),
         previous=True,
     )
+    mismatched = _newly_mismatched(scope, previous_id)
     if scope.previous_id is None:
         empty = UrlList(0, ())
-        return ChangesSection(None, newly, empty, empty, flap)
+        return ChangesSection(None, newly, empty, empty, flap, mismatched)
     still = _url_list(
         scope,
         with_prev,
-        (this_run, _failing(RESULTS), PREVIOUS.c.id.is_not(None), _failing(PREVIOUS), steady),
+        (this_run, failing(RESULTS), PREVIOUS.c.id.is_not(None), failing(PREVIOUS), steady),
         previous=True,
     )
     recovered = _url_list(
@@ -405,9 +434,9 @@ def changes(scope: Scope) -> ChangesSection:
             this_run,
             RESULTS.c.verdict.in_(GOOD_VERDICTS),
             PREVIOUS.c.id.is_not(None),
-            _failing(PREVIOUS),
+            failing(PREVIOUS),
             steady,
         ),
         previous=True,
     )
-    return ChangesSection(scope.previous_id, newly, recovered, still, flap)
+    return ChangesSection(scope.previous_id, newly, recovered, still, flap, mismatched)

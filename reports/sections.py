@@ -31,6 +31,7 @@ REGISTRY: tuple[Section, ...] = (
     # a check prints its own run's problems; the comparison with history is for `monitor report`
     Section("changes", "Changes since the previous run", in_check=False),
     Section("blocked", "Blocked, rate-limited and timed out", in_check=True),
+    Section("acknowledged", "Acknowledged", in_check=True),
     Section("findings", "Findings", in_check=True),
     Section("corpus_errors", "Corpus errors", in_check=True),
     Section("trend", "Trend", in_check=False),

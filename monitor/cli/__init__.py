@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from monitor.cli import check, db, export, history, jobs, links, report, runs  # noqa: F401  (registers commands)
+from monitor.cli import check, db, export, fix, history, jobs, links, report, runs, triage  # noqa: F401  (registers commands)
 from monitor.cli.app import app
 
 __all__ = ["app", "main"]

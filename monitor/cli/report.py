@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -46,8 +48,27 @@ def report(
     trend_runs: Annotated[
         int | None, typer.Option("--trend-runs", metavar="N", help="Runs shown in the trend.")
     ] = None,
+    since_run: Annotated[
+        int | None,
+        typer.Option(
+            "--since-run", metavar="N", help="Changes compared with run N (default: the previous run)."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DURATION",
+            help="Changes compared with the last run started this long ago: 24h, 7d, 90m.",
+        ),
+    ] = None,
 ) -> None:
-    """Render the report of a run: what is broken, image size problems, changes, trends."""
+    """Render the report of a run: what is broken, image size problems, changes, trends.
+
+    With --since-run or --since, the changes section (newly broken, recovered, newly mismatched
+    images) compares with that run instead of the previous one. Exit code 0, or 1 when the run or
+    the baseline does not exist.
+    """
     from monitor.cli.check import emit
     from reports import build_report
 
@@ -57,11 +78,26 @@ def report(
         engine = engine_for(settings)
         if run != "latest" and not run.isdigit():
             raise UsageError(f"--run must be a run id or 'latest', not {run!r}")
+        if since_run is not None and since is not None:
+            raise UsageError("give --since-run or --since, not both")
         data = build_report(
             engine,
             None if run == "latest" else int(run),
             sections=section or None,
             trend_runs=trend_runs or settings.reports.trend_runs,
             limit=limit or None,
+            since_run=since_run,
+            since=parse_since(since) if since is not None else None,
         )
         emit(data, fmt.value, output)
+
+
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str) -> timedelta:
+    """``24h``, ``7d``, ``90m``, ``2w`` as a duration."""
+    match = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text)
+    if match is None or int(match[1]) == 0:
+        raise UsageError(f"--since {text!r}: give a duration like 24h, 7d or 90m")
+    return timedelta(**{UNITS[match[2]]: int(match[1])})

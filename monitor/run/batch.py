@@ -19,8 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from monitor import alerts
 from monitor.clock import utcnow
-from monitor.config import Settings
-from monitor.store import plan, results
+from monitor.config import IgnoreRule, Settings
+from monitor.store import acks, plan, results
 from monitor.store.db import StoreError
 from monitor.types import (
     CheckResult,
@@ -29,6 +29,7 @@ from monitor.types import (
     ImageFacts,
     Judgement,
     Role,
+    Severity,
     Size,
     SizeCheck,
     Target,
@@ -42,6 +43,8 @@ log = structlog.get_logger("monitor.run")
 T = TypeVar("T")
 
 NOT_MODIFIED = " (not modified)"
+ACKNOWLEDGED = " (acknowledged)"
+IGNORED_METHOD = "SKIP"  # an outcome that was never fetched: an ignore rule matched (reason in the detail)
 DB_RETRIES = 6  # reconnect attempts for one batch (about 6 s in all)
 
 
@@ -67,6 +70,20 @@ async def write_with_retry(write: Callable[[], T], *, what: str) -> T:
 def _db_message(exc: DBAPIError) -> str:
     text = str(exc.orig or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def ignore_reason(rules: Sequence[IgnoreRule], url: str, host: str, now: datetime) -> str | None:
+    """The reason a URL is not checked (the first matching rule), or None when it is checked."""
+    today = now.date()
+    for index, rule in enumerate(rules):
+        if rule.matches(url, host, today):
+            return rule.describe(index)
+    return None
+
+
+def ignored_outcome(target: Target, reason: str) -> FetchOutcome:
+    """What a target an ignore rule matched gets instead of a request; judged ``skipped``."""
+    return FetchOutcome(url=target.url, attempts=0, method=IGNORED_METHOD, failure_detail=reason)
 
 
 def _facts_from_previous(outcome: FetchOutcome, prev: dict[str, object]) -> FetchOutcome:
@@ -105,9 +122,11 @@ def _judge(
     settings: Settings,
 ) -> tuple[FetchOutcome, Judgement]:
     """Classify an outcome; a 304 keeps the previous verdict and facts (severity follows today's policy)."""
+    if outcome.method == IGNORED_METHOD:
+        return outcome, Judgement(Verdict.SKIPPED, Severity.IGNORE, outcome.failure_detail)
     if outcome.not_modified and prev is not None:
         verdict = Verdict(str(prev["verdict"]))
-        reason = str(prev["reason"]).removesuffix(NOT_MODIFIED)
+        reason = str(prev["reason"]).removesuffix(ACKNOWLEDGED).removesuffix(NOT_MODIFIED)
         severity = severity_for(verdict, roles, target.host, settings.verdicts)
         return _facts_from_previous(outcome, prev), Judgement(verdict, severity, reason + NOT_MODIFIED)
     return outcome, classify(target, outcome, settings.verdicts, roles)
@@ -142,6 +161,8 @@ def save_results(
         states = results.states_for(conn, ids)
         not_modified = [p.url_id for p, o in batch if o.not_modified]
         prevs = results.previous_results(conn, not_modified, run_id) if not_modified else {}
+        acked = acks.active_for(conn, ids, now)
+        recovered: list[int] = []
         for planned, raw in batch:
             uid = planned.url_id
             here = occs.get(uid, [])
@@ -155,6 +176,11 @@ def save_results(
                 last_modified=planned.target.last_modified,
             )
             outcome, judgement = _judge(target, raw, prevs.get(uid), roles, settings)
+            silent = uid in acked  # acknowledged: reported apart, never an error, never alerted
+            if silent and judgement.verdict.is_good:
+                recovered.append(uid)
+            elif silent and judgement.severity is not Severity.IGNORE:
+                judgement = Judgement(judgement.verdict, Severity.IGNORE, judgement.reason + ACKNOWLEDGED)
             result = CheckResult(target, outcome, judgement)
             rows.results.append(_result_row(run_id, uid, result, now))
             occ_dicts = [{"article": o.article, "location": o.location} for o in here]
@@ -176,7 +202,7 @@ def save_results(
                             "actual_height": actual.height if actual else None,
                         }
                     )
-                    if check is SizeCheck.SIZE_MISMATCH:
+                    if check is SizeCheck.SIZE_MISMATCH and not silent:
                         events.append(
                             alerts.size_mismatch_event(
                                 target.url, occ.article, occ.location, occ.declared, actual, check
@@ -185,7 +211,8 @@ def save_results(
             state = states.get(uid)
             update, transition_events = _advance(uid, state, result, occ_dicts, settings, now, run_id)
             rows.url_updates.append(update)
-            events.extend(transition_events)
+            if not silent:
+                events.extend(transition_events)
             if state is not None and transition_events:
                 rows.state_changes.extend(
                     {
@@ -198,20 +225,28 @@ def save_results(
                     for name, _ in transition_events
                     if name in ("link.broken", "link.recovered", "link.flapping")
                 )
-            if judgement.verdict is Verdict.MOVED_PERMANENTLY and (
-                state is None or state.last_verdict != "moved_permanently"
+            if (
+                not silent
+                and judgement.verdict is Verdict.MOVED_PERMANENTLY
+                and (state is None or state.last_verdict != "moved_permanently")
             ):
                 events.append(alerts.moved_event(target.url, outcome.final_url or target.url, occ_dicts))
-            if judgement.verdict is Verdict.BLOCKED and (state is None or state.last_verdict != "blocked"):
+            if (
+                not silent
+                and judgement.verdict is Verdict.BLOCKED
+                and (state is None or state.last_verdict != "blocked")
+            ):
                 events.append(alerts.blocked_event(target.url, target.host, judgement.reason, occ_dicts))
             if (  # a change from a checked state: a cache that flips is one grouped event
-                judgement.verdict is Verdict.AMP_NOT_CACHED
+                not silent
+                and judgement.verdict is Verdict.AMP_NOT_CACHED
                 and state is not None
                 and state.last_verdict not in (None, Verdict.AMP_NOT_CACHED.value)
             ):
                 events.append(
                     alerts.amp_not_cached_event(target.url, target.host, judgement.reason, occ_dicts)
                 )
+        acks.clear(conn, recovered)
         results.write_batch(conn, run_id, rows, now)
         if guard is not None:
             guard.after(conn, events, len(rows.results))

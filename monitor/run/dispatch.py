@@ -21,10 +21,11 @@ import structlog
 from sqlalchemy import Engine
 
 from monitor import alerts
+from monitor.clock import utcnow
 from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter, ProcessLimits
-from monitor.run.batch import save_results, write_with_retry
+from monitor.run.batch import ignore_reason, ignored_outcome, save_results, write_with_retry
 from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
@@ -370,8 +371,12 @@ class Run:
                     return
                 await queue.wait()
                 continue
+            skip = ignore_reason(self.settings.ignore, item.target.url, item.target.host, utcnow())
             try:
-                outcome = await fetcher.fetch_unshared(item.target)
+                if skip is not None:  # an ignore rule: never requested
+                    outcome = ignored_outcome(item.target, skip)
+                else:
+                    outcome = await fetcher.fetch_unshared(item.target)
             except Exception as exc:  # a bug inside fetch becomes a visible failure, not a lost URL
                 outcome = internal_error(item.target, exc)
             finally:

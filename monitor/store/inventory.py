@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 
 from monitor.store.db import executemany, insert_ignore
 from monitor.store.scope import Roots, under_roots
-from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, URLS
+from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, SIZE_CHECKS, URLS
 from monitor.types import Article, CorpusError, Finding, FindingKind, Occurrence, Role, TargetKind
 from monitor.urls import host_key
 
@@ -170,19 +170,54 @@ def _article_ids(
 
 
 def _clear_article(conn: Connection, ids: Sequence[int]) -> None:
+    """Articles gone or unreadable: their occurrences (and the size checks of those places) and findings."""
     for start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[start : start + _IN_CHUNK]
+        places = select(OCCURRENCES.c.id).where(OCCURRENCES.c.article_id.in_(chunk))
+        conn.execute(delete(SIZE_CHECKS).where(SIZE_CHECKS.c.occurrence_id.in_(places)))
         conn.execute(delete(OCCURRENCES).where(OCCURRENCES.c.article_id.in_(chunk)))
         conn.execute(delete(FINDINGS).where(FINDINGS.c.article_id.in_(chunk)))
 
 
+def _places(conn: Connection, ids: Sequence[int]) -> dict[tuple[int, str], list[int]]:
+    """The stored occurrence ids of these articles by (article, location), oldest first."""
+    out: dict[tuple[int, str], list[int]] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        query = (
+            select(OCCURRENCES.c.id, OCCURRENCES.c.article_id, OCCURRENCES.c.location)
+            .where(OCCURRENCES.c.article_id.in_(ids[start : start + _IN_CHUNK]))
+            .order_by(OCCURRENCES.c.id)
+        )
+        for oid, aid, location in conn.execute(query):
+            out.setdefault((aid, location), []).append(oid)
+    return out
+
+
+def _drop_places(conn: Connection, ids: Sequence[int]) -> None:
+    """Occurrences no longer in their article, with the size checks of those places."""
+    for start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[start : start + _IN_CHUNK]
+        conn.execute(delete(SIZE_CHECKS).where(SIZE_CHECKS.c.occurrence_id.in_(chunk)))
+        conn.execute(delete(OCCURRENCES).where(OCCURRENCES.c.id.in_(chunk)))
+
+
 def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownFile], now: datetime) -> None:
-    """Replace the occurrences and findings of each article in ``batch`` in one transaction."""
+    """Replace the occurrences and findings of each article in ``batch`` in one transaction.
+
+    A place still in its article (same location) keeps its occurrence row, updated in place, so
+    its size-check history stays attached (an edited article must not orphan it); only places
+    that left the article are deleted, with their size checks.
+    """
     if not batch:
         return
     with engine.begin() as conn:
         ids = _article_ids(conn, batch, known, now)
-        _clear_article(conn, [i for i, p in zip(ids, batch, strict=True) if p.path in known])
+        changed = [i for i, p in zip(ids, batch, strict=True) if p.path in known]
+        stored = _places(conn, changed)
+        for start in range(0, len(changed), _IN_CHUNK):
+            conn.execute(
+                delete(FINDINGS).where(FINDINGS.c.article_id.in_(changed[start : start + _IN_CHUNK]))
+            )
         wanted: dict[str, set[str]] = {}
         for p in batch:
             for occ in p.occurrences:
@@ -215,8 +250,19 @@ def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownF
             for aid, p in zip(ids, batch, strict=True)
             for location, kind, message, value, expected in p.findings
         ]
-        if occ_rows:
-            executemany(conn, "occurrence", lambda: insert(OCCURRENCES), occ_rows)
+        # a place still in its article keeps its row (and its size-check history), updated in place
+        kept, new = [], []
+        for row in occ_rows:
+            same = stored.get((row["article_id"], row["location"]))  # type: ignore[arg-type]
+            if same:
+                kept.append({"b_id": same.pop(0), **row})
+            else:
+                new.append(row)
+        _drop_places(conn, [oid for left in stored.values() for oid in left])
+        if kept:
+            conn.execute(update(OCCURRENCES).where(OCCURRENCES.c.id == bindparam("b_id")), kept)
+        if new:
+            executemany(conn, "occurrence", lambda: insert(OCCURRENCES), new)
         if find_rows:
             executemany(conn, "finding", lambda: insert(FINDINGS), find_rows)
         paths = [p.path for p in batch]

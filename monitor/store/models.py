@@ -60,6 +60,20 @@ class UrlRow(SQLModel, table=True):
     recent: str = Field(default="", max_length=64)  # alert flags of the last counted runs, newest last
 
 
+class AckRow(SQLModel, table=True):
+    """An editor's acknowledgement of a failing URL: still checked, but not an error and never alerted.
+
+    Ends when the URL recovers (the batch that sees it good deletes the row) or at ``until``.
+    """
+
+    __tablename__ = "ack"
+    url_id: int = Field(primary_key=True, foreign_key="url.id")
+    reason: str = Field(sa_type=Text)
+    by: str = Field(max_length=200)
+    at: datetime
+    until: datetime | None = None
+
+
 class OccurrenceRow(SQLModel, table=True):
     """One place in one article where a URL is written."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Table
 
 from monitor.store.models import (
+    AckRow,
     ArticleRow,
     CorpusErrorRow,
     FindingRow,
@@ -32,6 +33,7 @@ def _table(row: type) -> Table:
     return table
 
 
+ACKS = _table(AckRow)
 ARTICLES = _table(ArticleRow)
 CORPUS_ERRORS = _table(CorpusErrorRow)
 FINDINGS = _table(FindingRow)

@@ -1,7 +1,7 @@
 """placeholder images: result.image_digest (first-window hash, full size, content type), result.placeholder_uses
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0005b
 Create Date: 2026-12-04 01:10:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel.sql.sqltypes
 
 
 revision = '0006'
-down_revision = '0005'
+down_revision = '0005b'
 branch_labels = None
 depends_on = None
 
