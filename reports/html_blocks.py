@@ -18,6 +18,7 @@ from reports.sections import TITLES
 Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
 _UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")
 _NUM = ' class="num"'
+_BREAK_AFTER = re.compile(r"/+|\?|&amp;")  # in escaped text: "//" stays together, "&" is "&amp;"
 
 
 def esc(value: object) -> str:
@@ -26,13 +27,22 @@ def esc(value: object) -> str:
 
 
 def link(url: str | None) -> str:
-    """A link for an http(s) URL, plain text for anything else."""
+    """A link for an http(s) URL, plain text for anything else; both break only after ``/ ? &``."""
     if not url:
         return ""
     if fmt.is_web_url(url) and not _UNLINKABLE.search(url):
         href = html.escape(url, quote=True)
-        return f'<a href="{href}" rel="noopener noreferrer" target="_blank">{esc(url)}</a>'
-    return f'<span class="nolink">{esc(url)}</span>'
+        return f'<a class="url" href="{href}" rel="noopener noreferrer" target="_blank">{breakable(url)}</a>'
+    return f'<span class="url nolink">{breakable(url)}</span>'
+
+
+def breakable(url: str) -> str:
+    """The escaped URL with a ``<wbr>`` after each ``/``, ``?`` and ``&``, the only places it may wrap.
+
+    Breaking anywhere let a table squeeze a URL column to a few letters a line; the CSS keeps
+    ``word-break: normal`` so the path segments themselves stay whole.
+    """
+    return _BREAK_AFTER.sub(lambda m: m.group(0) + "<wbr>", esc(url))
 
 
 def table(

@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -626,8 +626,48 @@ _BROWSER_FLAGS = (
     "--no-first-run",
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
-    "--window-size=1280,1600",
+    "--window-size=1400,1600",
 )
+
+# Runs in the page at a 1400 px viewport: a column is squeezed when it is narrower than 12 'x' in its
+# font while one of its cells needs more room than that (so it wraps: a short "404" column is fine).
+_COLUMNS = """(() => {
+  const natural = (cell, style) => {
+    const clone = document.createElement("div");
+    clone.style.cssText = "position:absolute;visibility:hidden;display:inline-block;white-space:nowrap";
+    clone.style.font = style.font;
+    clone.innerHTML = cell.innerHTML;
+    document.body.appendChild(clone);
+    const width = clone.getBoundingClientRect().width;
+    clone.remove();
+    return width;
+  };
+  const narrow = [];
+  let measured = 0;
+  document.querySelectorAll("table.sortable").forEach(table => {
+    const rows = Array.from(table.tBodies[0].rows);
+    if (!rows.length) { return; }
+    Array.from(table.tHead.rows[0].cells).forEach((th, i) => {
+      const style = getComputedStyle(rows[0].cells[i]);
+      const probe = document.createElement("span");
+      probe.style.cssText = "position:absolute;white-space:pre";
+      probe.style.font = style.font;
+      probe.textContent = "x".repeat(12);
+      document.body.appendChild(probe);
+      const need = probe.getBoundingClientRect().width;
+      probe.remove();
+      const pad = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+      const width = th.getBoundingClientRect().width - pad;
+      const widest = Math.max(...rows.map(r => natural(r.cells[i], style)));
+      measured += 1;
+      if (width < need - 0.5 && widest > width + 0.5) {
+        const name = table.id + ": " + th.textContent.trim();
+        narrow.push(name + " " + Math.round(width) + " px < " + Math.round(need));
+      }
+    });
+  });
+  return { narrow, measured, viewport: window.innerWidth };
+})()"""
 
 # Runs in the page after load: sort the by-host table twice by a number and once by text, then filter.
 _PROBE = """(() => {
@@ -690,9 +730,25 @@ async def _devtools_port(profile: Path, proc: asyncio.subprocess.Process) -> int
     raise AssertionError("chromium did not open its DevTools port in 30 s")
 
 
+LONG_URL = (
+    "https://www.newsroom.example.org/world/europe/2024/03/02/"
+    "parliament-votes-on-the-long-awaited-reform-of-the-electoral-law-after-months-of-debate"
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=morning-briefing-2024-03-02&ref=homepage"
+)
+
+
+def _with_long_url(report: ReportData) -> ReportData:
+    """The report with one more broken link whose URL is long, the kind that squeezed the URL column."""
+    broken = report.broken
+    assert broken is not None and broken.urls
+    item = replace(broken.urls[0], url=LONG_URL, host="www.newsroom.example.org")
+    return replace(report, broken=replace(broken, urls=(*broken.urls, item), total=broken.total + 1))
+
+
 @pytest.mark.browser
-async def test_html_report_in_headless_chromium(html_report: str, tmp_path: Path) -> None:
-    """Opened from disk in Chromium, the report shows tables and chart, sorts on header click and filters."""
+async def test_html_report_in_headless_chromium(report: ReportData, tmp_path: Path) -> None:
+    """Opened from disk in Chromium at 1400 px, the report shows tables and chart, sorts on header click
+    and filters, and no table column is squeezed under ~12 characters, even by a long URL."""
     if not CHROMIUM.is_file():
         if os.environ.get("MONITOR_REQUIRE_BROWSER") == "1":
             pytest.fail(f"no Chromium on PATH (looked for {CHROMIUM}) and MONITOR_REQUIRE_BROWSER=1")
@@ -700,7 +756,7 @@ async def test_html_report_in_headless_chromium(html_report: str, tmp_path: Path
     import aiohttp
 
     page = tmp_path / "report.html"
-    page.write_text(html_report, encoding="utf-8")
+    page.write_text(render_html(_with_long_url(report)), encoding="utf-8")
     profile = tmp_path / "profile"
     proc = await asyncio.create_subprocess_exec(
         str(CHROMIUM),
@@ -719,17 +775,23 @@ async def test_html_report_in_headless_chromium(html_report: str, tmp_path: Path
             async with http.ws_connect(ws_url, max_msg_size=0) as ws:
                 cdp = _Cdp(ws)
                 await cdp.call("Page.enable")
+                metrics = {"width": 1400, "height": 1600, "deviceScaleFactor": 1, "mobile": False}
+                await cdp.call("Emulation.setDeviceMetricsOverride", **metrics)
                 # counts alert() calls, so a script smuggled in through the data would show up
                 counter = "window.__alerts = 0; window.alert = () => { window.__alerts += 1; };"
                 await cdp.call("Page.addScriptToEvaluateOnNewDocument", source=counter)
                 await cdp.call("Page.navigate", url=page.as_uri())
                 await cdp.wait_event("Page.loadEventFired")
+                columns = await cdp.call("Runtime.evaluate", expression=_COLUMNS, returnByValue=True)
                 probe = await cdp.call("Runtime.evaluate", expression=_PROBE, returnByValue=True)
                 shot = await cdp.call("Page.captureScreenshot", format="png")
     finally:
         if proc.returncode is None:
             proc.terminate()
         await proc.wait()
+    widths = columns["result"]["value"]
+    assert widths["viewport"] == 1400 and widths["measured"] >= 60, widths
+    assert widths["narrow"] == [], widths["narrow"]  # no column squeezed under ~12 characters
     result = probe["result"]["value"]
     assert result["tables"] >= 15 and result["bars"] == 3 and result["scripts"] == 1 and result["alerts"] == 0
     assert result["asc"] == sorted(result["asc"]) and result["desc"] == sorted(result["desc"], reverse=True)
