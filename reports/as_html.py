@@ -20,6 +20,7 @@ from string import Template
 from reports import fmt
 from reports.html_blocks import (
     Cell,
+    Roots,
     article,
     esc,
     host_table,
@@ -57,6 +58,7 @@ def render_html(data: ReportData) -> str:
         f"{esc(run.state)} run, trigger {esc(run.trigger)}; started {fmt.when(run.started_at)}, "
         f"finished {fmt.when(run.finished_at) or 'not yet'}, duration {fmt.duration(run.duration_seconds)}; "
         + (f"compared with run {run.previous_run_id}" if run.previous_run_id else "no earlier run")
+        + (f"; checked {', '.join(map(esc, run.roots))} (article paths relative to it)" if run.roots else "")
         + (f'; <span class="sev-error">run error: {esc(run.error)}</span>' if run.error else "")
     )
     order = first_view(data.sections)
@@ -164,7 +166,7 @@ def _broken(data: ReportData) -> str:
         "<h3>By host</h3>"
         + host_table("t-broken-hosts", "Broken links by host", urls.by_host, urls.hosts_omitted)
         + "<h3>By article</h3>"
-        + url_table("t-broken", "Broken links by article", urls, tail)
+        + url_table("t-broken", "Broken links by article", urls, tail, data.run.roots)
     )
     return section("broken", urls.total, body)
 
@@ -178,18 +180,18 @@ def _images(data: ReportData) -> str:
         if not urls.total:
             parts.append('<p class="note">None.</p>')
         elif key in ("size_mismatch", "scaled"):
-            parts.append(_sizes(f"t-images-{key}", title, urls))
+            parts.append(_sizes(f"t-images-{key}", title, urls, data.run.roots))
         else:
             tail = ["Verdict", "Severity", "Reason", "Content type"]
-            parts.append(url_table(f"t-images-{key}", title, urls, tail))
+            parts.append(url_table(f"t-images-{key}", title, urls, tail, data.run.roots))
     return section("images", None, "\n".join(parts))
 
 
-def _sizes(table_id: str, title: str, urls: UrlList) -> str:
+def _sizes(table_id: str, title: str, urls: UrlList, roots: Roots) -> str:
     """Image places with declared and real size (the size lists, newly mismatched images)."""
     rows: list[list[Cell]] = [
         [
-            *(article(o.article, o.title), esc(o.location), link(item.url)),
+            *(article(o.article, o.title, roots), esc(o.location), link(item.url)),
             *(esc(fmt.dims(o.declared)), esc(fmt.dims(o.actual)), esc(item.image_format)),
         ]
         for item in urls.urls
@@ -207,7 +209,7 @@ def _moved(data: ReportData) -> str:
         return section("moved", 0, '<p class="note">No permanently moved links.</p>')
     note = '<p class="note">Update these links to their final URL.</p>'
     listing = url_table(
-        "t-moved", "Moved permanently", urls, ["Final URL", "Redirects", "Severity", "Reason"]
+        "t-moved", "Moved permanently", urls, ["Final URL", "Redirects", "Severity", "Reason"], data.run.roots
     )
     return section("moved", urls.total, note + listing)
 
@@ -217,11 +219,12 @@ def _changes(data: ReportData) -> str:
     if changes is None:
         return ""
     rows: list[list[Cell]] = []
+    changes_roots = data.run.roots
     for key, title, urls in fmt.change_lists(changes):
         if key == "newly_mismatched":
             continue  # its own table below: the places with their declared and real size
         for item in urls.urls:
-            articles = ", ".join(esc(o.article) for o in item.occurrences)
+            articles = ", ".join(esc(fmt.relative(o.article, changes_roots)) for o in item.occurrences)
             if item.occurrences_omitted:
                 articles += f" and {item.occurrences_omitted} more"
             head: list[Cell] = [esc(title), link(item.url), esc(item.verdict), url_cell(item, "Previous")]
@@ -245,7 +248,8 @@ def _changes(data: ReportData) -> str:
     )
     if changes.newly_mismatched.total:
         title = dict(fmt.CHANGE_LISTS)["newly_mismatched"]
-        body += f"<h3>{html.escape(title)}</h3>" + _sizes("t-changes-sizes", title, changes.newly_mismatched)
+        sizes = _sizes("t-changes-sizes", title, changes.newly_mismatched, data.run.roots)
+        body += f"<h3>{html.escape(title)}</h3>" + sizes
     return section("changes", None, body)
 
 
@@ -263,6 +267,7 @@ def _blocked(data: ReportData) -> str:
             "Blocked, rate-limited and timed out",
             urls,
             ["Verdict", "Severity", "Reason", "HTTP"],
+            data.run.roots,
         )
     )
     return section("blocked", urls.total, body)
@@ -279,7 +284,8 @@ def _acknowledged(data: ReportData) -> str:
         "not counted as errors, never alerted; it ends when the link recovers.</p>"
     )
     tail = ["Verdict", "Reason", "Acknowledged", "Failing since"]
-    return section("acknowledged", urls.total, note + url_table("t-acknowledged", "Acknowledged", urls, tail))
+    listing = url_table("t-acknowledged", "Acknowledged", urls, tail, data.run.roots)
+    return section("acknowledged", urls.total, note + listing)
 
 
 def _findings(data: ReportData) -> str:
@@ -289,7 +295,7 @@ def _findings(data: ReportData) -> str:
     rows: list[list[Cell]] = [
         [
             esc(i.kind),
-            article(i.article, i.title),
+            article(i.article, i.title, data.run.roots),
             esc(i.location),
             esc(i.message),
             link(i.value),
@@ -308,7 +314,7 @@ def _corpus_errors(data: ReportData) -> str:
         return ""
     rows: list[list[Cell]] = [
         [
-            esc(i.path),
+            (esc(fmt.relative(i.path, data.run.roots)), i.path),
             esc(i.kind),
             num(i.line),
             num(i.column),

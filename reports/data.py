@@ -71,6 +71,7 @@ def build_report(
         if since_run is not None or since is not None:
             base = _baseline(conn, run, since_run, since, now or datetime.now(UTC))
             run = replace(run, previous_run_id=base)
+        run = replace(run, roots=run_roots(conn, run.id))
         scope = Scope(
             conn,
             run.id,
@@ -79,7 +80,7 @@ def build_report(
             occurrence_limit,
             top_hosts,
             trend_runs,
-            run_roots(conn, run.id),
+            run.roots,
         )
         return ReportData(
             generated_at=now or datetime.now(UTC),

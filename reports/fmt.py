@@ -29,6 +29,23 @@ CHANGE_LISTS: tuple[tuple[str, str], ...] = (
 )
 
 
+def relative(path: str, roots: tuple[str, ...] | None) -> str:
+    """``path`` relative to the run's root it lies under (the deepest), for editors who think in the
+    corpus, not the server's file system; unchanged when the run has no roots or none matches.
+    With several roots the root's last name stays in front, so two roots' ``index.md`` differ."""
+    best = ""
+    for root in roots or ():
+        prefix = root.rstrip("/") + "/"
+        if path.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    if not best:
+        return path
+    rest = path[len(best) :]
+    if roots is not None and len(roots) > 1:
+        return best.rstrip("/").rsplit("/", 1)[-1] + "/" + rest
+    return rest
+
+
 def when(moment: datetime | None) -> str:
     """A UTC timestamp to the second; empty when unknown."""
     if moment is None:

@@ -15,6 +15,7 @@ from reports import fmt
 from reports.model import HostGroup, UrlItem, UrlList
 from reports.sections import TITLES
 
+Roots = tuple[str, ...] | None  # the run's corpus roots (article paths are shown relative to them)
 Cell = str | tuple[str, str]  # cell HTML, or (cell HTML, sort key)
 _UNLINKABLE = re.compile(r"[\s\x00-\x1f\x7f]")
 _NUM = ' class="num"'
@@ -85,25 +86,28 @@ def since(item: UrlItem) -> Cell:
     return (fmt.when(item.failing_since), item.failing_since.isoformat() if item.failing_since else "")
 
 
-def article(path: str, title: str | None) -> Cell:
-    shown = esc(path) + (f'<span class="title">{esc(title)}</span>' if title else "")
-    return (shown, path)
+def article(path: str, title: str | None, roots: Roots) -> Cell:
+    """The article's path relative to the run's root (the full path in the tooltip) and its title."""
+    shown = fmt.relative(path, roots)
+    tip = f' title="{esc(path)}"' if shown != path else ""
+    cell = f'<span class="path"{tip}>{esc(shown)}</span>'
+    return (cell + (f'<span class="title">{esc(title)}</span>' if title else ""), path)
 
 
 def more_note(omitted: int, what: str) -> str:
     return f'<p class="note">{html.escape(fmt.more(omitted, what))}</p>' if omitted else ""
 
 
-def _occurrence_rows(urls: UrlList, tail: Sequence[str]) -> list[list[Cell]]:
+def _occurrence_rows(urls: UrlList, tail: Sequence[str], roots: Roots) -> list[list[Cell]]:
     """One row per occurrence (a URL without one gets a row of its own) with the ``tail`` columns."""
     rows: list[list[Cell]] = []
     for item in urls.urls:
         extra = [url_cell(item, column) for column in tail]
         places = item.occurrences or (None,)
         for occ in places:
-            where: list[Cell] = (
-                [article(occ.article, occ.title), esc(occ.location), esc(occ.role)] if occ else ["", "", ""]
-            )
+            where: list[Cell] = ["", "", ""]
+            if occ:
+                where = [article(occ.article, occ.title, roots), esc(occ.location), esc(occ.role)]
             rows.append([*where, link(item.url), *extra])
     return rows
 
@@ -135,10 +139,10 @@ def url_cell(item: UrlItem, column: str) -> Cell:
     raise ValueError(f"unknown column {column!r}")
 
 
-def url_table(table_id: str, label: str, urls: UrlList, tail: Sequence[str]) -> str:
+def url_table(table_id: str, label: str, urls: UrlList, tail: Sequence[str], roots: Roots) -> str:
     headers = ["Article", "Location", "Role", "URL", *tail]
     numeric = [4 + i for i, c in enumerate(tail) if c in ("HTTP", "Runs", "Redirects")]
-    return table(table_id, label, headers, _occurrence_rows(urls, tail), numeric) + more_note(
+    return table(table_id, label, headers, _occurrence_rows(urls, tail, roots), numeric) + more_note(
         urls.omitted, "URLs"
     )
 

@@ -159,6 +159,7 @@ class RunInfo:
     checked: int
     error: str | None
     previous_run_id: int | None
+    roots: tuple[str, ...] | None = None  # the corpus roots it checked; None: the whole inventory
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from reports.as_html import render_html
 from reports.as_json import to_document
 from reports.as_table import render_table
 from reports.data import BUILDERS
+from reports.fmt import relative
 from reports.sections import CHECK_SECTIONS, REGISTRY, TITLES, choose
 from tests.history_fixture import (
     GENERATED_AT,
@@ -612,6 +613,27 @@ def test_html_csp_pins_its_own_style_and_script(html_report: str) -> None:
         (body,) = page.inline[kind]
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"{kind}-src 'sha256-{digest}'" in csp
+
+
+def test_html_shows_article_paths_relative_to_the_run_root(tmp_path: Path) -> None:
+    """A run that recorded its root shows article paths below it (full path in the tooltip); others keep
+    the stored path, and with two roots each path keeps its root's name in front."""
+    engine = open_engine(f"sqlite:///{tmp_path}/roots.db")
+    build_history(engine)
+    with engine.begin() as conn:
+        conn.execute(update(tables.RUNS).where(tables.RUNS.c.id == 3).values(roots='["news"]'))
+    data = build_report(engine, now=GENERATED_AT)
+    engine.dispose()
+    assert data.run.roots == ("news",)
+    page = render_html(data)
+    assert '<span class="path" title="news/2024-03-02-images.md">2024-03-02-images.md</span>' in page
+    assert ">news/2024-03-02-images.md<" not in page and "checked news (article paths relative to it)" in page
+    assert "news/2024-03-02-images.md" in render(data, "markdown")  # other formats keep the stored path
+    unscoped = render_html(replace(data, run=replace(data.run, roots=None)))
+    assert '<span class="path">news/2024-03-02-images.md</span>' in unscoped
+    assert relative("/srv/c/world/index.md", ("/srv/c/world", "/srv/b")) == "world/index.md"
+    assert relative("/srv/c/world/index.md", ("/srv/c/world",)) == "index.md"
+    assert relative("/srv/c/worldwide/a.md", ("/srv/c/world",)) == "/srv/c/worldwide/a.md"
 
 
 # --- headless Chromium -----------------------------------------------------------------------------
