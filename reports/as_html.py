@@ -23,6 +23,7 @@ from reports.html_blocks import (
     Roots,
     article,
     esc,
+    hint_cell,
     host_table,
     link,
     more_note,
@@ -161,7 +162,7 @@ def _broken(data: ReportData) -> str:
         return ""
     if not urls.total:
         return section("broken", 0, '<p class="note">No broken links.</p>')
-    tail = ["Verdict", "Severity", "Reason", "HTTP", "Failing since", "Runs"]
+    tail = ["Verdict", "Severity", "Reason", "HTTP", "Failing since", "Runs", "What to do"]
     body = (
         "<h3>By host</h3>"
         + host_table("t-broken-hosts", "Broken links by host", urls.by_host, urls.hosts_omitted)
@@ -182,7 +183,7 @@ def _images(data: ReportData) -> str:
         elif key in ("size_mismatch", "scaled"):
             parts.append(_sizes(f"t-images-{key}", title, urls, data.run.roots))
         else:
-            tail = ["Verdict", "Severity", "Reason", "Content type"]
+            tail = ["Verdict", "Severity", "Reason", "Content type", "What to do"]
             parts.append(url_table(f"t-images-{key}", title, urls, tail, data.run.roots))
     return section("images", None, "\n".join(parts))
 
@@ -193,11 +194,12 @@ def _sizes(table_id: str, title: str, urls: UrlList, roots: Roots) -> str:
         [
             *(article(o.article, o.title, roots), esc(o.location), link(item.url)),
             *(esc(fmt.dims(o.declared)), esc(fmt.dims(o.actual)), esc(item.image_format)),
+            hint_cell(item.verdict, o.size_check, o.actual),
         ]
         for item in urls.urls
         for o in item.occurrences
     ]
-    headers = ["Article", "Location", "URL", "Declared", "Actual", "Format"]
+    headers = ["Article", "Location", "URL", "Declared", "Actual", "Format", "What to do"]
     return table(table_id, title, headers, rows) + more_note(urls.omitted, "URLs")
 
 
@@ -208,9 +210,8 @@ def _moved(data: ReportData) -> str:
     if not urls.total:
         return section("moved", 0, '<p class="note">No permanently moved links.</p>')
     note = '<p class="note">Update these links to their final URL.</p>'
-    listing = url_table(
-        "t-moved", "Moved permanently", urls, ["Final URL", "Redirects", "Severity", "Reason"], data.run.roots
-    )
+    tail = ["Final URL", "Redirects", "Severity", "Reason", "What to do"]
+    listing = url_table("t-moved", "Moved permanently", urls, tail, data.run.roots)
     return section("moved", urls.total, note + listing)
 
 
@@ -235,12 +236,14 @@ def _changes(data: ReportData) -> str:
                     since(item),
                     num(item.consecutive_failures),
                     articles,
+                    url_cell(item, "What to do") if key != "recovered" else "",
                 ]
             )
     against = f"run {changes.previous_run_id}" if changes.previous_run_id else "no earlier run"
     counts = ", ".join(f"{title.lower()} {urls.total}" for _k, title, urls in fmt.change_lists(changes))
     omitted = sum(urls.omitted for _k, _t, urls in fmt.change_lists(changes))
     headers = ["Change", "URL", "Verdict", "Previous", "Severity", "Failing since", "Runs", "Articles"]
+    headers.append("What to do")
     body = (
         f'<p class="note">Compared with {against}: {counts}.</p>'
         + table("t-changes", "Changes since the previous run", headers, rows, [6])

@@ -120,17 +120,22 @@ def _hosts(groups: Sequence[HostGroup], omitted: int) -> list[str]:
     return out + ([fmt.more(omitted, "hosts"), ""] if omitted else [])
 
 
+BY_ARTICLE_HEADERS = ["Location", "Role", "URL", "Verdict", "Severity", "Reason", "HTTP"]
+BY_ARTICLE_HEADERS += ["Failing since", "Runs", "What to do"]
+
+
 def _by_article(urls: UrlList) -> list[str]:
     out = ["### By article", ""]
     for group in urls.by_article():
         title = f": {md(group.title)}" if group.title else ""
         out += [f"#### {md(group.article)}{title}", ""]
         out += table(
-            ["Location", "Role", "URL", "Verdict", "Severity", "Reason", "HTTP", "Failing since", "Runs"],
+            BY_ARTICLE_HEADERS,
             [
                 [
                     *(md(occ.location), md(occ.role), link(item.url), md(item.verdict), md(item.severity)),
                     *(md(item.reason), fmt.status(item), fmt.since(item), str(item.consecutive_failures)),
+                    md(fmt.hint(item.verdict)),
                 ]
                 for occ, item in group.entries
             ],
@@ -169,8 +174,8 @@ def _url_table(urls: UrlList, *, final: bool = False, previous: bool = False) ->
             if previous
             else []
         )
-        rows.append([*row, _places(item)])
-    return table([*headers, "Where"], rows) + _omitted(urls)
+        rows.append([*row, _places(item), md(fmt.hint(item.verdict))])
+    return table([*headers, "Where", "What to do"], rows) + _omitted(urls)
 
 
 def _broken(data: ReportData) -> list[str]:
@@ -202,11 +207,15 @@ def _images(data: ReportData) -> list[str]:
 def _sizes(urls: UrlList) -> list[str]:
     """Image places with their declared and real size (the size lists, newly mismatched images)."""
     rows = [
-        [md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)]
+        [
+            *(md(o.article), md(o.location), link(item.url), fmt.dims(o.declared), fmt.dims(o.actual)),
+            md(fmt.hint(item.verdict, o.size_check, o.actual)),
+        ]
         for item in urls.urls
         for o in item.occurrences
     ]
-    return table(["Article", "Location", "URL", "Declared", "Actual"], rows) + _omitted(urls)
+    headers = ["Article", "Location", "URL", "Declared", "Actual", "What to do"]
+    return table(headers, rows) + _omitted(urls)
 
 
 def _moved(data: ReportData) -> list[str]:

@@ -46,6 +46,23 @@ def relative(path: str, roots: tuple[str, ...] | None) -> str:
     return rest
 
 
+HINTS: dict[str, str] = {
+    "moved_permanently": "update to the final URL",
+    "broken": "remove or replace the link",
+    "soft_404": "remove or replace the link",
+    "not_image": "replace the image",
+    "image_unreadable": "replace the image",
+}
+
+
+def hint(verdict: str, size_check: str | None = None, actual: Size | None = None) -> str:
+    """The one-line "what to do" for a problem (empty when the editor has nothing to fix): an image
+    place whose declared size has another aspect ratio gets the real size to write in."""
+    if size_check == "size_mismatch":
+        return f"fix the declared size to {actual}" if actual is not None else "fix the declared size"
+    return HINTS.get(verdict, "")
+
+
 def when(moment: datetime | None) -> str:
     """A UTC timestamp to the second; empty when unknown."""
     if moment is None:

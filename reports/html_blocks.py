@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from monitor.textsafe import inert
+from monitor.types import Size
 from reports import fmt
 from reports.model import HostGroup, UrlItem, UrlList
 from reports.sections import TITLES
@@ -94,6 +95,15 @@ def article(path: str, title: str | None, roots: Roots) -> Cell:
     return (cell + (f'<span class="title">{esc(title)}</span>' if title else ""), path)
 
 
+def _hint(text: str) -> str:
+    return f'<span class="hint">{esc(text)}</span>' if text else ""
+
+
+def hint_cell(verdict: str, size_check: str | None, actual: Size | None) -> str:
+    """The "What to do" cell of an image place (its size check decides)."""
+    return _hint(fmt.hint(verdict, size_check, actual))
+
+
 def more_note(omitted: int, what: str) -> str:
     return f'<p class="note">{html.escape(fmt.more(omitted, what))}</p>' if omitted else ""
 
@@ -136,6 +146,8 @@ def url_cell(item: UrlItem, column: str) -> Cell:
             return esc(item.previous_verdict)
         case "Acknowledged":
             return esc(fmt.ack(item.ack))
+        case "What to do":
+            return _hint(fmt.hint(item.verdict))
     raise ValueError(f"unknown column {column!r}")
 
 

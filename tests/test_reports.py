@@ -615,6 +615,24 @@ def test_html_csp_pins_its_own_style_and_script(html_report: str) -> None:
         assert f"{kind}-src 'sha256-{digest}'" in csp
 
 
+def _table_rows(page: str, table_id: str) -> list[str]:
+    body = page.split(f'id="{table_id}"', 1)[1].split("</tbody>", 1)[0]
+    return body.split("<tr>")[2:]  # after the head row
+
+
+def test_html_gives_every_problem_row_a_hint(html_report: str) -> None:
+    """Each problem row says what to do: the final URL, the real size to declare, or replace the link."""
+    hint = '<span class="hint">{}</span>'
+    moved = _table_rows(html_report, "t-moved")
+    assert moved and all(hint.format("update to the final URL") in row for row in moved)
+    broken = _table_rows(html_report, "t-broken")
+    dead = [row for row in broken if row.split("</td>")[4] in ("<td>broken", "<td>soft_404")]
+    assert len(dead) >= 3 and all(hint.format("remove or replace the link") in row for row in dead)
+    sizes = _table_rows(html_report, "t-images-size_mismatch")
+    assert sizes and all(hint.format("fix the declared size to 1200x1200") in row for row in sizes)
+    assert hint.format("") not in html_report  # no empty hint markup where nothing is to be done
+
+
 def test_html_shows_article_paths_relative_to_the_run_root(tmp_path: Path) -> None:
     """A run that recorded its root shows article paths below it (full path in the tooltip); others keep
     the stored path, and with two roots each path keeps its root's name in front."""
