@@ -342,59 +342,68 @@ def _trend(data: ReportData) -> str:
             num(p.checked),
             num(p.errors),
             num(p.warnings),
+            num(p.broken),
+            num(p.image_problems),
         ]
         for p in data.trend
     ]
-    headers = ["Run", "Started", "State", "Checked", "Errors", "Warnings"]
+    headers = ["Run", "Started", "State", "Checked", "Errors", "Warnings", "Broken", "Image problems"]
     legend = (
-        '<p class="legend"><span class="k-err">&#9632; errors</span>'
-        '<span class="k-warn">&#9632; warnings</span></p>'
+        '<p class="legend"><span class="k-err">&#9632; broken</span>'
+        '<span class="k-warn">&#9632; warnings</span><span class="k-img">&#9632; image problems</span></p>'
     )
     body = (
         chart(data.trend, data.run.id)
         + legend
-        + table("t-trend", "Problems per run", headers, rows, [0, 3, 4, 5])
+        + table("t-trend", "Problems per run", headers, rows, [0, 3, 4, 5, 6, 7])
     )
     return section("trend", None, body)
 
 
+SERIES = (("bar-err", "broken"), ("bar-warn", "warnings"), ("bar-img", "image problems"))
+
+
 def chart(points: Sequence[TrendPoint], current: int) -> str:
-    """An inline SVG bar chart of errors and warnings per run, errors stacked under warnings."""
+    """An inline SVG chart of broken URLs, warnings and image problems per run: three bars a run."""
     width, height, left, bottom, top = 720, 220, 44, 28, 12
     plot_h = height - bottom - top
     slot = (width - left - 8) / max(len(points), 1)
-    bar = min(max(slot * 0.7, 1.0), 48.0)
-    peak = max((p.problems for p in points), default=0) or 1
+    group = min(max(slot * 0.8, 3.0), 60.0)
+    bar = group / len(SERIES)
+    peak = max((max(_values(p)) for p in points), default=0) or 1
     every = max(1, round(len(points) / 15))  # at most ~15 run labels
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="Problems per run over the last {len(points)} runs">',
+        f'aria-label="Broken URLs, warnings and image problems per run over the last {len(points)} runs">',
         f'<line class="grid" x1="{left}" y1="{top}" x2="{width - 4}" y2="{top}"></line>',
         f'<line class="grid" x1="{left}" y1="{top + plot_h}" x2="{width - 4}" y2="{top + plot_h}"></line>',
         f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{peak}</text>',
         f'<text x="{left - 6}" y="{top + plot_h + 4}" text-anchor="end">0</text>',
     ]
+    base = top + plot_h
     for i, p in enumerate(points):
-        x = left + i * slot + (slot - bar) / 2
-        err_h = plot_h * p.errors / peak
-        warn_h = plot_h * p.warnings / peak
-        base = top + plot_h
+        x = left + i * slot + (slot - group) / 2
         label = (
-            f"Run {p.run_id} ({fmt.when(p.started_at)}, {p.state}): "
-            f"{p.errors} errors, {p.warnings} warnings of {p.checked} checked"
+            f"Run {p.run_id} ({fmt.when(p.started_at)}, {p.state}): {p.broken} broken, "
+            f"{p.warnings} warnings, {p.image_problems} image problems of {p.checked} checked"
         )
         parts.append(f'<g class="run" data-run="{p.run_id}"><title>{esc(label)}</title>')
-        parts.append(_rect("bar-err", x, base - err_h, bar, err_h))
-        parts.append(_rect("bar-warn", x, base - err_h - warn_h, bar, warn_h))
+        for k, ((cls, _name), value) in enumerate(zip(SERIES, _values(p), strict=True)):
+            h = plot_h * value / peak
+            parts.append(_rect(cls, x + k * bar, base - h, bar, h))
         if p.run_id == current:
-            parts.append(_rect("current", x - 2, top - 2, bar + 4, plot_h + 4))
+            parts.append(_rect("current", x - 2, top - 2, group + 4, plot_h + 4))
         if i % every == 0 or p.run_id == current:
             parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{height - 10}" text-anchor="middle">{p.run_id}</text>'
+                f'<text x="{x + group / 2:.1f}" y="{height - 10}" text-anchor="middle">{p.run_id}</text>'
             )
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _values(point: TrendPoint) -> tuple[int, int, int]:
+    return point.broken, point.warnings, point.image_problems
 
 
 def _rect(cls: str, x: float, y: float, width: float, height: float) -> str:

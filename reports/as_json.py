@@ -140,6 +140,8 @@ def _trend(trend: tuple[TrendPoint, ...]) -> list[dict[str, Any]]:
             "checked": t.checked,
             "errors": t.errors,
             "warnings": t.warnings,
+            "broken": t.broken,
+            "image_problems": t.image_problems,
         }
         for t in trend
     ]

@@ -248,6 +248,8 @@ class TrendPoint:
     checked: int
     errors: int
     warnings: int
+    broken: int = 0  # URLs of the broken section (a broken-family verdict, error or warning)
+    image_problems: int = 0  # not an image, unreadable, or a declared size of another aspect ratio
 
     @property
     def problems(self) -> int:

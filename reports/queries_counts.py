@@ -6,12 +6,22 @@ Findings and corpus errors describe the inventory as of now, not as of the run.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from sqlalchemy import Connection, case, distinct, func, select
+from sqlalchemy import Connection, and_, case, distinct, func, select
 
 from monitor.store.scope import under_roots, url_in_scope
-from monitor.store.tables import ARTICLES, CORPUS_ERRORS, FINDINGS, OCCURRENCES, RESULTS, RUNS, URLS
-from monitor.types import Severity, Verdict
+from monitor.store.tables import (
+    ARTICLES,
+    CORPUS_ERRORS,
+    FINDINGS,
+    OCCURRENCES,
+    RESULTS,
+    RUNS,
+    SIZE_CHECKS,
+    URLS,
+)
+from monitor.types import Severity, SizeCheck, Verdict
 from monitor.urls import redact_url
 from reports.model import (
     CorpusErrorItem,
@@ -22,7 +32,15 @@ from reports.model import (
     Summary,
     TrendPoint,
 )
-from reports.queries import PROBLEM_SEVERITIES, Scope, count, errors_sum, warnings_sum
+from reports.queries import (
+    BROKEN_VERDICTS,
+    IMAGE_VERDICTS,
+    PROBLEM_SEVERITIES,
+    Scope,
+    count,
+    errors_sum,
+    warnings_sum,
+)
 
 _VERDICT_ORDER = {v.value: i for i, v in enumerate(Verdict)}
 
@@ -163,8 +181,15 @@ def corpus_errors(scope: Scope) -> CorpusErrorsSection:
     return CorpusErrorsSection(total, items)
 
 
+def _problems_among(verdicts: tuple[str, ...]) -> Any:
+    """SQL: how many results of the group are problems (error or warning) with one of ``verdicts``."""
+    problem = and_(RESULTS.c.severity.in_(PROBLEM_SEVERITIES), RESULTS.c.verdict.in_(verdicts))
+    return func.sum(case((problem, 1), else_=0))
+
+
 def trend(scope: Scope) -> tuple[TrendPoint, ...]:
-    """Checked, errors and warnings of the last ``trend_runs`` runs up to this one, oldest first."""
+    """Checked, errors, warnings, broken URLs and image problems of the last ``trend_runs`` runs up to
+    this one, oldest first (image problems: distinct URLs with an image verdict or a size mismatch)."""
     conn = scope.conn
     heads = conn.execute(
         select(RUNS.c.id, RUNS.c.started_at, RUNS.c.state)
@@ -173,14 +198,29 @@ def trend(scope: Scope) -> tuple[TrendPoint, ...]:
         .limit(scope.trend_runs)
     ).all()
     ids = [h.id for h in heads]
-    counts: dict[int, tuple[int, int, int]] = {}
+    counts: dict[int, tuple[int, int, int, int, int]] = {}
     sev = RESULTS.c.severity
-    for run, n, err, warn in conn.execute(
-        select(RESULTS.c.run_id, func.count(), errors_sum(sev), warnings_sum(sev))
+    mismatched = {
+        int(run): int(n)
+        for run, n in conn.execute(
+            select(SIZE_CHECKS.c.run_id, func.count(distinct(SIZE_CHECKS.c.url_id)))
+            .where(SIZE_CHECKS.c.run_id.in_(ids), SIZE_CHECKS.c.verdict == SizeCheck.SIZE_MISMATCH.value)
+            .group_by(SIZE_CHECKS.c.run_id)
+        )
+    }
+    for run, n, err, warn, broken, images in conn.execute(
+        select(
+            RESULTS.c.run_id,
+            func.count(),
+            errors_sum(sev),
+            warnings_sum(sev),
+            _problems_among(BROKEN_VERDICTS),
+            _problems_among(IMAGE_VERDICTS),
+        )
         .where(RESULTS.c.run_id.in_(ids))
         .group_by(RESULTS.c.run_id)
     ):
-        counts[run] = (n, err or 0, warn or 0)
+        counts[run] = (n, err or 0, warn or 0, broken or 0, (images or 0) + mismatched.get(run, 0))
     return tuple(
-        TrendPoint(h.id, h.started_at, h.state, *counts.get(h.id, (0, 0, 0))) for h in reversed(heads)
+        TrendPoint(h.id, h.started_at, h.state, *counts.get(h.id, (0, 0, 0, 0, 0))) for h in reversed(heads)
     )

@@ -615,6 +615,22 @@ def test_html_csp_pins_its_own_style_and_script(html_report: str) -> None:
         assert f"{kind}-src 'sha256-{digest}'" in csp
 
 
+def test_trend_counts_broken_warnings_and_image_problems(report: ReportData, html_report: str) -> None:
+    """Each trend point counts what the sections list (this run), and the chart draws three bars a run."""
+    assert report.trend is not None and report.broken is not None and report.images is not None
+    last = report.trend[-1]
+    images = report.images
+    assert last.broken == report.broken.total == 5
+    assert last.image_problems == images.not_image.total + images.image_unreadable.total + 1  # b.png
+    assert images.size_mismatch.total == 1 and last.warnings == 3
+    assert [p.broken for p in report.trend] != [0] * len(report.trend)
+    page = _Page()
+    page.feed(html_report)
+    assert page.count("rect", **{"class": "bar-img"}) == len(report.trend) == 3
+    assert to_document(report)["trend"][-1]["image_problems"] == last.image_problems
+    assert "5 broken, 3 warnings" in html_report
+
+
 def _table_rows(page: str, table_id: str) -> list[str]:
     body = page.split(f'id="{table_id}"', 1)[1].split("</tbody>", 1)[0]
     return body.split("<tr>")[2:]  # after the head row
