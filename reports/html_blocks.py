@@ -53,7 +53,9 @@ def table(
     headers: Sequence[str],
     rows: Iterable[Sequence[Cell]],
     numeric: Sequence[int] = (),
+    short: Sequence[int] = (),
 ) -> str:
+    """A sortable, filterable table; ``short`` columns hold one short word (no minimum width)."""
     head = "".join(
         f'<th scope="col"{_NUM if i in numeric else ""}>{html.escape(h)}</th>' for i, h in enumerate(headers)
     )
@@ -62,7 +64,7 @@ def table(
         cells = []
         for i, cell in enumerate(row):
             content, key = cell if isinstance(cell, tuple) else (cell, None)
-            attrs = _NUM if i in numeric else ""
+            attrs = _NUM if i in numeric else ' class="short"' if i in short else ""
             attrs += f' data-sort="{esc(key)}"' if key is not None else ""  # keys hold corpus text too
             cells.append(f"<td{attrs}>{content}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -154,9 +156,9 @@ def url_cell(item: UrlItem, column: str) -> Cell:
 def url_table(table_id: str, label: str, urls: UrlList, tail: Sequence[str], roots: Roots) -> str:
     headers = ["Article", "Location", "Role", "URL", *tail]
     numeric = [4 + i for i, c in enumerate(tail) if c in ("HTTP", "Runs", "Redirects")]
-    return table(table_id, label, headers, _occurrence_rows(urls, tail, roots), numeric) + more_note(
-        urls.omitted, "URLs"
-    )
+    short = [2, *(4 + i for i, c in enumerate(tail) if c == "Severity")]
+    rows = _occurrence_rows(urls, tail, roots)
+    return table(table_id, label, headers, rows, numeric, short) + more_note(urls.omitted, "URLs")
 
 
 def host_table(table_id: str, label: str, groups: Sequence[HostGroup], omitted: int) -> str:

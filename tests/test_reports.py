@@ -722,7 +722,9 @@ _COLUMNS = """(() => {
       }
     });
   });
-  return { narrow, measured, viewport: window.innerWidth };
+  const byArticle = document.getElementById("t-broken").parentElement;
+  const overflow = byArticle.scrollWidth - byArticle.clientWidth;
+  return { narrow, measured, overflow, viewport: window.innerWidth };
 })()"""
 
 # Runs in the page after load: sort the by-host table twice by a number and once by text, then filter.
@@ -848,6 +850,7 @@ async def test_html_report_in_headless_chromium(report: ReportData, tmp_path: Pa
     widths = columns["result"]["value"]
     assert widths["viewport"] == 1400 and widths["measured"] >= 60, widths
     assert widths["narrow"] == [], widths["narrow"]  # no column squeezed under ~12 characters
+    assert widths["overflow"] <= 0, widths  # and the by-article table fits: no sideways scrolling
     result = probe["result"]["value"]
     assert result["tables"] >= 15 and result["bars"] == 3 and result["scripts"] == 1 and result["alerts"] == 0
     assert result["asc"] == sorted(result["asc"]) and result["desc"] == sorted(result["desc"], reverse=True)
