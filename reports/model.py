@@ -249,7 +249,7 @@ class TrendPoint:
     errors: int
     warnings: int
     broken: int = 0  # URLs of the broken section (a broken-family verdict, error or warning)
-    image_problems: int = 0  # not an image, unreadable, or a declared size of another aspect ratio
+    image_problems: int = 0  # the image lists' URLs added up (image verdicts, placeholders, sizes)
 
     @property
     def problems(self) -> int:

@@ -189,7 +189,8 @@ def _problems_among(verdicts: tuple[str, ...]) -> Any:
 
 def trend(scope: Scope) -> tuple[TrendPoint, ...]:
     """Checked, errors, warnings, broken URLs and image problems of the last ``trend_runs`` runs up to
-    this one, oldest first (image problems: distinct URLs with an image verdict or a size mismatch)."""
+    this one, oldest first. Image problems add up the image lists as the report's card does: image
+    verdicts, placeholders, and the URLs with a size mismatch or a scaled size."""
     conn = scope.conn
     heads = conn.execute(
         select(RUNS.c.id, RUNS.c.started_at, RUNS.c.state)
@@ -200,15 +201,16 @@ def trend(scope: Scope) -> tuple[TrendPoint, ...]:
     ids = [h.id for h in heads]
     counts: dict[int, tuple[int, int, int, int, int]] = {}
     sev = RESULTS.c.severity
-    mismatched = {
-        int(run): int(n)
+    sized: dict[int, int] = {}  # per run: URLs of the size_mismatch list plus those of the scaled list
+    for size in (SizeCheck.SIZE_MISMATCH.value, SizeCheck.SCALED.value):
         for run, n in conn.execute(
             select(SIZE_CHECKS.c.run_id, func.count(distinct(SIZE_CHECKS.c.url_id)))
-            .where(SIZE_CHECKS.c.run_id.in_(ids), SIZE_CHECKS.c.verdict == SizeCheck.SIZE_MISMATCH.value)
+            .where(SIZE_CHECKS.c.run_id.in_(ids), SIZE_CHECKS.c.verdict == size)
             .group_by(SIZE_CHECKS.c.run_id)
-        )
-    }
-    for run, n, err, warn, broken, images in conn.execute(
+        ):
+            sized[int(run)] = sized.get(int(run), 0) + int(n)
+    placeholders = func.sum(case((RESULTS.c.placeholder_uses.is_not(None), 1), else_=0))
+    for run, n, err, warn, broken, images, marked in conn.execute(
         select(
             RESULTS.c.run_id,
             func.count(),
@@ -216,11 +218,13 @@ def trend(scope: Scope) -> tuple[TrendPoint, ...]:
             warnings_sum(sev),
             _problems_among(BROKEN_VERDICTS),
             _problems_among(IMAGE_VERDICTS),
+            placeholders,
         )
         .where(RESULTS.c.run_id.in_(ids))
         .group_by(RESULTS.c.run_id)
     ):
-        counts[run] = (n, err or 0, warn or 0, broken or 0, (images or 0) + mismatched.get(run, 0))
+        image_problems = (images or 0) + (marked or 0) + sized.get(run, 0)
+        counts[run] = (n, err or 0, warn or 0, broken or 0, image_problems)
     return tuple(
         TrendPoint(h.id, h.started_at, h.state, *counts.get(h.id, (0, 0, 0, 0, 0))) for h in reversed(heads)
     )
