@@ -10,6 +10,7 @@ not read (it sits after the size, in bit-packed metadata).
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 
 from monitor.probe.parser import Parser, bad, sized, uint
 from monitor.types import ImageFacts
@@ -83,8 +84,9 @@ class _Fixed(Parser):
             return None
         return self.read(buf)
 
+    @abstractmethod
     def read(self, buf: bytearray) -> ImageFacts:
-        raise NotImplementedError
+        """The facts, from a buffer holding at least ``wanted`` bytes."""
 
 
 class Psd(_Fixed):
