@@ -371,7 +371,8 @@ class Run:
                     return
                 await queue.wait()
                 continue
-            skip = ignore_reason(self.settings.ignore, item.target.url, item.target.host, utcnow())
+            rules = self.settings.ignore  # usually none: no clock read per URL then
+            skip = ignore_reason(rules, item.target.url, item.target.host, utcnow()) if rules else None
             try:
                 if skip is not None:  # an ignore rule: never requested
                     outcome = ignored_outcome(item.target, skip)
