@@ -147,7 +147,9 @@ def mark_placeholders(conn: Connection, run_id: int, min_uses: int) -> int:
     Sets ``placeholder_uses`` to the larger count (NULL elsewhere); returns the rows marked. Run
     once the run's results are all written (it looks at all of them); ``min_uses = 0`` is off.
     """
-    conn.execute(update(RESULTS).where(RESULTS.c.run_id == run_id).values(placeholder_uses=None))
+    # reset only what a previous pass marked: rewriting every row of a big run is not free
+    marked_before = and_(RESULTS.c.run_id == run_id, RESULTS.c.placeholder_uses.is_not(None))
+    conn.execute(update(RESULTS).where(marked_before).values(placeholder_uses=None))
     if min_uses <= 0:
         return 0
     urls = func.count(func.distinct(RESULTS.c.url_id))
@@ -164,12 +166,21 @@ def mark_placeholders(conn: Connection, run_id: int, min_uses: int) -> int:
         .group_by(URLS.c.host, RESULTS.c.image_digest)
         .having(or_(urls >= min_uses, articles >= min_uses))
     ).all()
-    marked = 0
-    for host, digest, n_urls, n_articles in groups:
-        ids = select(URLS.c.id).where(URLS.c.host == host)
-        marked += conn.execute(
-            update(RESULTS)
-            .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest == digest, RESULTS.c.url_id.in_(ids))
-            .values(placeholder_uses=max(int(n_urls), int(n_articles)))
-        ).rowcount
-    return marked
+    if not groups:
+        return 0
+    uses = {(host, digest): max(int(n_urls), int(n_articles)) for host, digest, n_urls, n_articles in groups}
+    # one UPDATE per group scanned the whole run per group (1.5 s for 600 groups over 20,000
+    # results); the run's digested image rows are few, so they are read once and set by id
+    rows = conn.execute(
+        select(RESULTS.c.id, URLS.c.host, RESULTS.c.image_digest)
+        .select_from(RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id))
+        .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest.is_not(None))
+    )
+    marks = [
+        {"rid": rid, "uses": uses[(host, digest)]} for rid, host, digest in rows if (host, digest) in uses
+    ]
+    statement = (
+        update(RESULTS).where(RESULTS.c.id == bindparam("rid")).values(placeholder_uses=bindparam("uses"))
+    )
+    conn.execute(statement, marks)
+    return len(marks)
