@@ -129,10 +129,10 @@ def run(
 
 def publish_metrics(settings: Settings, engine: Engine, outcome: RunOutcome | None) -> None:
     """Rewrite the textfile metrics after a run, when ``metrics.textfile`` is set."""
-    from monitor.run.metrics import Metrics
-
     if not settings.metrics.textfile:
         return
+    from monitor.run.metrics import Metrics  # prometheus-client: loaded only when metrics are on
+
     metrics = Metrics(settings.metrics)
     if outcome is not None:
         metrics.record_events(outcome.events)
@@ -225,9 +225,9 @@ def check(
 
     Exit code 0 when nothing counts as an error, 2 when something does, 1 for usage or config errors.
     """
-    from monitor.distributed.executor import executor_for
     from monitor.logs import configure_logging
     from monitor.run.check import RunRequest
+    from monitor.run.executors import LocalExecutor
     from monitor.run.inventory import scan_roots_of
 
     c = context_of(ctx)
@@ -242,7 +242,12 @@ def check(
         )
         scan_roots_of(settings.corpus, paths or None)  # a missing root: one line, exit 1, nothing touched
         configure_logging(settings.logging)
-        executor = executor_for(settings)
+        if settings.distributed.enabled:  # psycopg and the queue (about 12 MB) only when needed
+            from monitor.distributed.executor import executor_for
+
+            executor = executor_for(settings)
+        else:
+            executor = LocalExecutor()
         if resume and executor.name != "local":
             raise UsageError("--resume is for local runs; a distributed run resumes by itself")
         request = RunRequest(
