@@ -3,6 +3,7 @@
 Usage:
     .venv/bin/python bench/article_bench.py [--articles 2000] [--per-host 8] [--latency-ms 50]
                                             [--concurrency 64] [--seed 1] [--skip-lychee]
+                                            [--profile STACKS.txt]  (needs py-spy)
 
 The uniform benchmark (bench/check_bench.py) gives every host the same share and every URL a
 200, so per-host limits never bind. Real news corpora are not like that; this one is built from
@@ -211,6 +212,11 @@ def main() -> None:
         "--http", action="append", default=[], metavar="KEY=VALUE", help="extra [http] setting"
     )
     parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record monitor's run with py-spy (collapsed stacks, all processes) into FILE",
+    )
+    parser.add_argument(
         "--also",
         action="append",
         default=[],
@@ -252,6 +258,17 @@ def main() -> None:
             out = work / f"{name}.json"
             env = {**os.environ, "PYTHONPATH": str(tree)}  # with -P: this tree, not the working directory
             cmd = [str(ROOT / ".venv" / "bin" / "python"), "-P", "-m", "monitor.cli", "-c", str(cfg), "check"]
+            if args.profile and name == "monitor":
+                spy = [
+                    shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy"),
+                    "record",
+                    "--subprocesses",
+                    "--format",
+                    "raw",
+                    "-r",
+                    "200",
+                ]
+                cmd = [*spy, "-o", args.profile, "--", *cmd]
             rows[name] = busiest_busy(port, busiest_host, [*cmd, "-f", "json", "-o", str(out)], env)
             verdicts[name] = monitor_counts(out) if out.exists() else {}
         lychee = shutil.which("lychee") or str(ROOT / ".venv" / "bin" / "lychee")
