@@ -34,6 +34,7 @@ from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue
 from monitor.run import shards
+from monitor.run.archive import suggest_archived_blocking
 from monitor.run.check import RunOutcome, checked_roots
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease, results
@@ -212,6 +213,8 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
     with engine.connect() as conn:
         spans = timeline(run.started_at, run.finished_at, ledger.shards_of(conn, run_id))
     log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked, **spans)
+    if state == "finished":  # archived copies of the dead pages, for the reports
+        suggest_archived_blocking(settings, engine, run_id)
     if state == "finished" and run.trigger == "schedule":
         write_run_reports(engine, settings.reports, run_id)
     return RunOutcome(
