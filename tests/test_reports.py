@@ -380,6 +380,8 @@ def test_csv_columns_and_formula_cells(report: ReportData) -> None:
         "declared",
         "actual",
         "since",
+        "archived_url",
+        "archived_at",
     ]
     cells = [cell for row in rows[1:] for cell in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
