@@ -188,8 +188,16 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
 
     The state flip, verdict counts and lease release are one transaction; the alert events
     (the batches' outbox rows, grouped as the local run groups them) are emitted after it
-    by ``deliver_alerts``, which survives a crash in between, and report files follow.
+    by ``deliver_alerts``, which survives a crash in between, and report files follow. The archived
+    copies of the dead pages are looked up first, while the run still shows as running, so a
+    ``check --wait-run`` report has them too (two finalizers racing may both look up: the cache
+    takes either answer).
     """
+    with engine.connect() as conn:
+        fan = ledger.fanout(conn, run_id)
+        running = conn.execute(select(RUNS.c.state).where(RUNS.c.id == run_id)).scalar() == "running"
+    if running and fan is not None and fan.shard_done == fan.shard_total:
+        suggest_archived_blocking(settings, engine, run_id)
     with engine.begin() as conn:
         fan = ledger.fanout(conn, run_id)
         if fan is None or fan.shard_done + fan.shard_failed < fan.shard_total:
@@ -213,8 +221,6 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
     with engine.connect() as conn:
         spans = timeline(run.started_at, run.finished_at, ledger.shards_of(conn, run_id))
     log.info("run.finalized", run_id=run_id, state=state, counts=by_verdict, checked=run.checked, **spans)
-    if state == "finished":  # archived copies of the dead pages, for the reports
-        suggest_archived_blocking(settings, engine, run_id)
     if state == "finished" and run.trigger == "schedule":
         write_run_reports(engine, settings.reports, run_id)
     return RunOutcome(

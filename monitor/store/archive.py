@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, case, delete, insert, or_, select
+from sqlalchemy import Connection, case, or_, select
 
+from monitor.store.db import dialect_insert
 from monitor.store.tables import ARCHIVE_COPIES, RESULTS, URLS
 from monitor.types import ARCHIVE_VERDICTS, ArchiveSnapshot, TargetKind
 
@@ -53,12 +54,16 @@ def save(
     endpoint: str,
     now: datetime,
 ) -> None:
-    """Record each URL's answer (a copy, or None for "none found"), replacing an older one."""
+    """Record each URL's answer (a copy, or None for "none found"), replacing an older one; an
+    upsert, so two finalizers of one distributed run racing each other both succeed."""
     for start in range(0, len(answers), _CHUNK):
         chunk = answers[start : start + _CHUNK]
-        conn.execute(delete(ARCHIVE_COPIES).where(ARCHIVE_COPIES.c.url_id.in_([uid for uid, _ in chunk])))
+        upsert = dialect_insert(conn, ARCHIVE_COPIES)
+        fields = ("endpoint", "looked_up_at", "snapshot_url", "snapshot_at")
         conn.execute(
-            insert(ARCHIVE_COPIES),
+            upsert.on_conflict_do_update(
+                index_elements=[ARCHIVE_COPIES.c.url_id], set_={f: upsert.excluded[f] for f in fields}
+            ),
             [
                 {
                     "url_id": uid,
