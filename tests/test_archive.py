@@ -430,3 +430,36 @@ def test_client_with_a_bad_endpoint_answers_errors() -> None:
 
     answer, requests = asyncio.run(go())
     assert answer.error == "archive.endpoint is not an http(s) URL" and requests == 0
+
+
+# --- monitor fix --archive ------------------------------------------------------------------------
+
+
+def test_fix_archive_proposes_the_copy_and_apply_writes_it(server: FixtureServer, tmp_path: Path) -> None:
+    """`fix --archive` shows the dead link replaced by its archived copy and writes nothing;
+    `--apply` writes exactly that value. An AMP field and a page with no copy stay as they are."""
+    dead, nocopy = server.url("/status/404"), server.url("/status/410?never-archived=1")
+    amp = server.url("/status/404?amp=1")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    text = (
+        f"---\ntitle: Dead  # kept\nwebUrl: {dead}\noriginalUrl: '{nocopy}'\nampWebUrl: {amp}\n---\nBody.\n"
+    )
+    article = folder / "a.md"
+    article.write_text(text)
+    cfg = config_file(tmp_path, server)
+    assert runner.invoke(app, ["-c", str(cfg), "check"]).exit_code == 2
+    assert runner.invoke(app, ["-c", str(cfg), "fix"]).stdout == ""  # not without --archive
+
+    shown = runner.invoke(app, ["-c", str(cfg), "fix", "--archive"])
+    assert shown.exit_code == 0, shown.output
+    assert f"-webUrl: {dead}\n+webUrl: {copy_of(dead)}\n" in shown.stdout
+    changed = [
+        line for line in shown.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
+    assert changed == [f"-webUrl: {dead}", f"+webUrl: {copy_of(dead)}"]
+    assert article.read_text() == text
+
+    applied = runner.invoke(app, ["-c", str(cfg), "fix", "--archive", "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert article.read_text() == text.replace(f"webUrl: {dead}\n", f"webUrl: {copy_of(dead)}\n", 1)
