@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from jsonschema import Draft202012Validator
 from sqlalchemy import select, update
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
@@ -31,6 +32,7 @@ from reports import build_report, render
 from tests.server import FixtureServer
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
 STAMP = "20200102030405"
 
 
@@ -137,9 +139,13 @@ def test_broken_page_gets_its_archived_copy_in_every_report(server: FixtureServe
 
     exported = runner.invoke(app, ["-c", str(cfg), "export", "--format", "jsonl"])
     assert exported.exit_code == 0, exported.output
-    records = {r["url"]: r for r in map(json.loads, exported.stdout.splitlines()[1:])}
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    records = {r["url"]: r for r in lines[1:]}
     assert records[dead]["archived"]["url"] == copy_of(dead)
     assert records[server.url("/status/200")]["archived"] is None
+    for schema, docs in (("export.schema.json", lines), ("report.schema.json", [doc])):
+        validator = Draft202012Validator(json.loads((ROOT / "reports" / schema).read_text(encoding="utf-8")))
+        assert [e.message for d in docs for e in validator.iter_errors(d)] == []
 
 
 def test_table_report_shows_the_copy(server: FixtureServer, tmp_path: Path) -> None:
