@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine
@@ -83,6 +84,7 @@ async def _suggest(
     settings: Settings, engine: Engine, run_id: int, stop: asyncio.Event, beat: bool
 ) -> ArchiveSummary:
     archive = settings.archive
+    rlog = log.bind(run_id=run_id)  # the finalizer's thread has no run bound
     started = time.perf_counter()
     now = utcnow()
     with engine.connect() as conn:
@@ -96,7 +98,7 @@ async def _suggest(
         async with ArchiveClient(archive, settings.http, settings.safety) as client:
             pending = list(reversed(todo))
             workers = [
-                asyncio.create_task(_work(client, pending, answers, stop, heartbeat))
+                asyncio.create_task(_work(client, pending, answers, stop, heartbeat, rlog))
                 for _ in range(min(archive.concurrency, len(todo)))
             ]
             await asyncio.gather(*workers)
@@ -116,8 +118,8 @@ async def _suggest(
     )
     if gave_up is not None:
         skipped = len(todo) - len(answers)
-        log.warning("archive.unavailable", endpoint=archive.endpoint, error=gave_up, skipped=skipped)
-    log.info(
+        rlog.warning("archive.unavailable", endpoint=archive.endpoint, error=gave_up, skipped=skipped)
+    rlog.info(
         "archive.finished",
         endpoint=archive.endpoint,
         looked_up=summary.looked_up,
@@ -136,6 +138,7 @@ async def _work(
     answers: dict[int, ArchiveAnswer],
     stop: asyncio.Event,
     heartbeat: Callable[[], None] | None,
+    rlog: Any,
 ) -> None:
     """Take the next page until none is left, the run is stopped or the archive is left alone."""
     while pending and not stop.is_set() and client.gave_up is None:
@@ -143,7 +146,7 @@ async def _work(
         answer = await client.lookup(url)
         answers[uid] = answer
         if answer.error is not None and answer.error != client.gave_up:
-            log.warning("archive.lookup_failed", url=url, error=answer.error)
+            rlog.warning("archive.lookup_failed", url=url, error=answer.error)
         if heartbeat is not None:
             heartbeat()
 
