@@ -23,8 +23,9 @@ from monitor.cli import app
 from monitor.clock import utcnow
 from monitor.config import ArchiveSettings, HttpSettings, SafetySettings, Settings, load_settings
 from monitor.fetch.archive import ArchiveClient, parse_answer
-from monitor.run.archive import suggest_archived_blocking
+from monitor.run.archive import archive_lease, suggest_archived, suggest_archived_blocking
 from monitor.run.check import run_check
+from monitor.store import lease
 from monitor.store.db import open_engine
 from monitor.store.tables import ARCHIVE_COPIES
 from monitor.types import ArchiveSnapshot
@@ -351,7 +352,7 @@ def test_archive_is_guarded_like_any_target(server: FixtureServer, tmp_path: Pat
     with capture_logs() as events:
         with engine.begin() as conn:
             conn.execute(ARCHIVE_COPIES.delete())
-        summary = suggest_archived_blocking(guarded, engine, 1)
+        summary = asyncio.run(suggest_archived(guarded, engine, 1))
     engine.dispose()
     assert lookups(server) == []
     assert summary is not None and summary.failed == 1 and summary.found == 0
@@ -469,3 +470,23 @@ def test_fix_archive_proposes_the_copy_and_apply_writes_it(server: FixtureServer
     applied = runner.invoke(app, ["-c", str(cfg), "fix", "--archive", "--apply"])
     assert applied.exit_code == 0, applied.output
     assert article.read_text() == text.replace(f"webUrl: {dead}\n", f"webUrl: {copy_of(dead)}\n", 1)
+
+
+def test_one_finalizer_at_a_time_looks_up(server: FixtureServer, tmp_path: Path) -> None:
+    """The distributed finalizer's lookups are under the run's lease: a second finalizer (another
+    worker's reaper) finds it held and leaves the run alone, and sends nothing to the archive."""
+    corpus(tmp_path, server, webUrl="/status/404")
+    s = settings_for(tmp_path, server)
+    engine = open_engine(s.database_url)
+    asyncio.run(run_check(s, engine))
+    with engine.begin() as conn:
+        conn.execute(ARCHIVE_COPIES.delete())
+    server.reset()
+    assert lease.acquire(engine, archive_lease(1), "other-host:1", 60)
+    assert suggest_archived_blocking(s, engine, 1) is False
+    assert lookups(server) == []
+    lease.release(engine, archive_lease(1), "other-host:1")
+    assert suggest_archived_blocking(s, engine, 1) is True
+    assert len(lookups(server)) == 1
+    assert lease.current(engine, archive_lease(1)) is not None  # kept until the run is closed
+    engine.dispose()

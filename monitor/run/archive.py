@@ -26,7 +26,7 @@ from monitor.clock import utcnow
 from monitor.config import Settings
 from monitor.fetch.archive import ArchiveAnswer, ArchiveClient
 from monitor.store import archive as cache
-from monitor.store import runs
+from monitor.store import lease, runs
 from monitor.types import ArchiveSnapshot
 from monitor.urls import redact_url
 
@@ -63,21 +63,49 @@ async def suggest_archived(
         return None
 
 
-def suggest_archived_blocking(settings: Settings, engine: Engine, run_id: int) -> ArchiveSummary | None:
-    """``suggest_archived`` for synchronous callers (the distributed finalizer, in a worker thread):
-    on an event loop of its own, in a thread of its own when this thread runs a loop already."""
-    if not settings.archive.enabled:
-        return None
+def archive_lease(run_id: int) -> str:
+    """The lease a distributed run's finalizer holds while it looks up (its close deletes it)."""
+    return f"archive-lookups:{run_id}"
 
-    def run() -> ArchiveSummary | None:
-        return asyncio.run(suggest_archived(settings, engine, run_id))
+
+def suggest_archived_blocking(settings: Settings, engine: Engine, run_id: int) -> bool:
+    """``suggest_archived`` for the distributed finalizer (synchronous, in a worker thread), under the
+    run's ``archive_lease``: every worker's reaper finalizes a run whose shards are all done, and the
+    archive must not be asked once per worker. False when another finalizer holds the lease (it looks
+    up, then closes the run); True when done, the lease still held for ``distributed.stall_seconds``
+    so the caller closes the run before anyone else starts over (a finalizer that died is replaced
+    when the lease expires)."""
+    if not settings.archive.enabled:
+        return True
+    name, holder, ttl = archive_lease(run_id), runs.holder_id(), settings.distributed.stall_seconds
+    if not lease.acquire(engine, name, holder, ttl):
+        return False
+
+    async def held() -> None:
+        renewer = asyncio.create_task(_renew(engine, name, holder, ttl))
+        try:
+            await suggest_archived(settings, engine, run_id)
+        finally:
+            renewer.cancel()
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return run()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
+        asyncio.run(held())
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, held()).result()
+    return lease.renew(engine, name, holder, ttl)
+
+
+async def _renew(engine: Engine, name: str, holder: str, ttl: float) -> None:
+    """Keep ``name`` while the lookups go on (a renewal that fails is tried again next period)."""
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            await asyncio.to_thread(lease.renew, engine, name, holder, ttl)
+        except Exception as exc:
+            log.warning("lease.renew_failed", lease=name, error=f"{type(exc).__name__}: {exc}")
 
 
 async def _suggest(
