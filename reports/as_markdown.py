@@ -144,7 +144,7 @@ def _by_article(urls: UrlList) -> list[str]:
 
 
 def todo(item: UrlItem) -> str:
-    """The "What to do" cell: the hint, then the archived copy (``fmt.todo``) with its URL as a link."""
+    """The "What to do" cell: the hint, then the archived copy (``fmt.archived``) with its URL as a link."""
     copy = item.archived
     if copy is None:
         return md(fmt.hint(item.verdict))

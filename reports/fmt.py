@@ -68,11 +68,6 @@ def archived(copy: ArchiveSnapshot | None) -> str:
     return f"archived copy: {copy.url} ({copy.captured})" if copy else ""
 
 
-def todo(item: UrlItem) -> str:
-    """A URL row's "what to do": the hint, then the archived copy to link to instead, if any."""
-    return "; ".join(part for part in (hint(item.verdict), archived(item.archived)) if part)
-
-
 def when(moment: datetime | None) -> str:
     """A UTC timestamp to the second; empty when unknown."""
     if moment is None:
