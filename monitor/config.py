@@ -9,6 +9,7 @@ start-up with a ``ConfigError`` that names the key and the file.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -158,8 +159,6 @@ class SafetySettings(_Section):
     @field_validator("allow_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
         for cidr in value:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -168,16 +167,8 @@ class SafetySettings(_Section):
         return value
 
 
-SOFT_404_MARKERS = [
-    "404",
-    "410",
-    "not-found",
-    "notfound",
-    "page-not-found",
-    "pagenotfound",
-    "error",
-    "error404",
-]
+SOFT_404_MARKERS = ["404", "410", "not-found", "notfound", "page-not-found", "pagenotfound"]
+SOFT_404_MARKERS += ["error", "error404"]
 
 
 class Soft404Rules(_Section):
@@ -252,9 +243,7 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
 class ImageSettings(_Section):
     tolerance_px: Annotated[int, Field(ge=0)] = 0
     aspect_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
-    placeholder_min_uses: Annotated[int, Field(ge=0)] = (
-        3  # same bytes at this many URLs or articles of a host; 0 = off
-    )
+    placeholder_min_uses: Annotated[int, Field(ge=0)] = 3  # same bytes at N URLs/articles of a host; 0: off
 
 
 class AlertSettings(_Section):
@@ -327,6 +316,16 @@ class MetricsSettings(_Section):
     top_hosts: Annotated[int, Field(ge=0, le=1000)] = 10
 
 
+class ArchiveSettings(_Section):
+    enabled: bool = False  # opt-in: each lookup tells a third party (archive.org) that a link is dead
+    endpoint: str = "https://archive.org"  # or a self-hosted pywb (it serves /wayback/available too)
+    ttl_hours: Annotated[float, Field(gt=0)] = 168.0  # a found copy and a "none found" are kept this long
+    rate_per_s: Annotated[float, Field(gt=0, le=100)] = 1.0
+    concurrency: Annotated[int, Field(ge=1, le=16)] = 2
+    timeout_s: PositiveFloat = 15.0
+    max_per_run: Annotated[int, Field(ge=0)] = 500  # lookups per run; the rest wait for the next run
+
+
 class DistributedSettings(_Section):
     enabled: bool = False
     queue: str = "link-media-monitor"
@@ -363,6 +362,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     distributed: DistributedSettings = DistributedSettings()
     metrics: MetricsSettings = MetricsSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     ignore: list[IgnoreRule] = []
 
     @classmethod

@@ -55,6 +55,9 @@ EVENTS: dict[str, list[str]] = {
     "job.finished": ["job", "duration_s"],
     "job.skipped": ["job", "reason"],
     "job.failed": ["job", "error", "duration_s"],
+    "archive.finished": ["endpoint", "looked_up", "found", "none", "failed", "left", "duration_s"],
+    "archive.lookup_failed": ["url", "error"],
+    "archive.unavailable": ["endpoint", "error", "skipped"],
     "metrics.write_failed": ["path", "error"],
     "metrics.listening": ["address", "port"],
 }

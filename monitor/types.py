@@ -259,3 +259,30 @@ class CheckResult:
     target: Target
     outcome: FetchOutcome
     judgement: Judgement
+
+
+# The verdicts of a page that is gone, whose readers an archived copy can still serve.
+ARCHIVE_VERDICTS = (Verdict.BROKEN, Verdict.SOFT_404)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveSnapshot:
+    """An archived copy of a page (Wayback Machine or pywb): its address and capture time."""
+
+    url: str
+    timestamp: str  # as the archive writes it: YYYYMMDDhhmmss, UTC
+
+    @property
+    def captured(self) -> str:
+        """The capture time as ``2019-03-01 12:00:00 UTC`` (the raw timestamp if it is not 14 digits)."""
+        t = self.timestamp
+        if len(t) != 14 or not t.isdigit():
+            return t
+        return f"{t[:4]}-{t[4:6]}-{t[6:8]} {t[8:10]}:{t[10:12]}:{t[12:14]} UTC"
+
+    @property
+    def captured_iso(self) -> str | None:
+        t = self.timestamp
+        if len(t) != 14 or not t.isdigit():
+            return None
+        return f"{t[:4]}-{t[4:6]}-{t[6:8]}T{t[8:10]}:{t[10:12]}:{t[12:14]}Z"

@@ -22,6 +22,8 @@ final_url   where redirects ended (findings: the expected value, e.g. the right 
 declared    declared image size ``WxH``
 actual      measured image size ``WxH`` (from the size check, else from the image itself)
 since       failing since (UTC, ISO 8601; corpus errors: first seen)
+archived_url a broken or soft-404 page's archived copy (README "Archived copies"), when known
+archived_at  when the archive captured that copy (UTC, ISO 8601)
 ========== ======================================================================
 
 A URL no article carries any more gives one row with empty article/location/role.
@@ -62,6 +64,8 @@ COLUMNS = (
     "declared",
     "actual",
     "since",
+    "archived_url",
+    "archived_at",
 )
 Row = tuple[object, ...]
 
@@ -114,6 +118,8 @@ def _findings(findings: FindingsSection) -> Iterator[Row]:
             "",
             "",
             "",
+            "",
+            "",
         )
 
 
@@ -134,6 +140,8 @@ def _corpus_errors(errors: CorpusErrorsSection) -> Iterator[Row]:
             "",
             "",
             _iso(e.first_seen),
+            "",
+            "",
         )
 
 
@@ -142,15 +150,20 @@ def _url_rows(section: str, urls: UrlList) -> Iterator[Row]:
         head = (section,)
         reason = f"{item.reason}; acknowledged: {fmt.ack(item.ack)}" if item.ack else item.reason
         tail = (item.url, item.verdict, item.severity, reason, item.http_status, item.final_url or "")
-        since = _iso(item.failing_since)
+        copy = item.archived
+        since = (
+            _iso(item.failing_since),
+            copy.url if copy else "",
+            (copy.captured_iso or "") if copy else "",
+        )
         if not item.occurrences:
-            yield (*head, "", "", "", *tail, "", _actual(item, None), since)
+            yield (*head, "", "", "", *tail, "", _actual(item, None), *since)
         for occ in item.occurrences:
             actual = _actual(item, fmt.dims(occ.actual))
             row = tail
             if occ.size_check in fmt.SIZE_REASONS and section.startswith(("images.", "changes.newly_m")):
                 row = (item.url, occ.size_check, "", fmt.SIZE_REASONS[occ.size_check], *tail[4:])
-            yield (*head, occ.article, occ.location, occ.role, *row, fmt.dims(occ.declared), actual, since)
+            yield (*head, occ.article, occ.location, occ.role, *row, fmt.dims(occ.declared), actual, *since)
 
 
 def _actual(item: UrlItem, measured: str | None) -> str:

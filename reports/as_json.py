@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from monitor.types import Size
+from monitor.types import ArchiveSnapshot, Size
 from reports import fmt
 from reports.model import (
     ChangesSection,
@@ -211,11 +211,19 @@ def url_object(item: UrlItem) -> dict[str, Any]:
         "previous_verdict": item.previous_verdict,
         "occurrences": [_occurrence(o) for o in item.occurrences],
         "occurrences_omitted": item.occurrences_omitted,
+        "archived": _archived(item.archived),
     }
     if item.ack is not None:  # the acknowledged section only
         a = item.ack
         doc["acknowledged"] = {"reason": a.reason, "by": a.by, "at": _iso(a.at), "until": _iso(a.until)}
     return doc
+
+
+def _archived(copy: ArchiveSnapshot | None) -> dict[str, Any] | None:
+    """A dead page's archived copy: its URL, the archive's timestamp and that time in ISO 8601."""
+    if copy is None:
+        return None
+    return {"url": copy.url, "timestamp": copy.timestamp, "captured_at": copy.captured_iso}
 
 
 def _occurrence(o: OccurrenceItem) -> dict[str, Any]:

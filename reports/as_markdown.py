@@ -135,12 +135,21 @@ def _by_article(urls: UrlList) -> list[str]:
                 [
                     *(md(occ.location), md(occ.role), link(item.url), md(item.verdict), md(item.severity)),
                     *(md(item.reason), fmt.status(item), fmt.since(item), str(item.consecutive_failures)),
-                    md(fmt.hint(item.verdict)),
+                    todo(item),
                 ]
                 for occ, item in group.entries
             ],
         )
     return out + _omitted(urls) + _unplaced(urls)
+
+
+def todo(item: UrlItem) -> str:
+    """The "What to do" cell: the hint, then the archived copy (``fmt.archived``) with its URL as a link."""
+    copy = item.archived
+    if copy is None:
+        return md(fmt.hint(item.verdict))
+    suggestion = f"archived copy: {link(copy.url)} ({md(copy.captured)})"
+    return "; ".join(part for part in (md(fmt.hint(item.verdict)), suggestion) if part)
 
 
 def _omitted(urls: UrlList) -> list[str]:
@@ -174,7 +183,7 @@ def _url_table(urls: UrlList, *, final: bool = False, previous: bool = False) ->
             if previous
             else []
         )
-        rows.append([*row, _places(item), md(fmt.hint(item.verdict))])
+        rows.append([*row, _places(item), todo(item)])
     return table([*headers, "Where", "What to do"], rows) + _omitted(urls)
 
 

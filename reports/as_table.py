@@ -16,7 +16,7 @@ from rich.text import Text
 
 from monitor.textsafe import inert
 from reports import fmt
-from reports.model import HostGroup, ReportData, UrlList
+from reports.model import HostGroup, ReportData, UrlItem, UrlList
 from reports.sections import TITLES
 
 _STYLE = {"error": "red", "warning": "yellow"}
@@ -180,7 +180,7 @@ def _broken(data: ReportData) -> list[RenderableType]:
     rows = [
         [
             *(_article(group.article, group.title), t(occ.location), t(item.url)),
-            *(_verdict(item.verdict, item.severity), t(item.reason), t(fmt.status(item))),
+            *(_verdict(item.verdict, item.severity), _reason(item), t(fmt.status(item))),
             t(fmt.day(item.failing_since)),
         ]
         for group in urls.by_article()
@@ -195,13 +195,19 @@ def _broken(data: ReportData) -> list[RenderableType]:
     ]
 
 
+def _reason(item: UrlItem) -> Text:
+    """The reason, and under it the archived copy of a dead page (``fmt.archived``) when there is one."""
+    copy = fmt.archived(item.archived)
+    return t(f"{item.reason}\n{copy}" if copy else item.reason)
+
+
 def _url_rows(urls: UrlList, *, final: bool = False, previous: bool = False) -> list[list[Text]]:
     rows = []
     for item in urls.urls:
         where = "; ".join(f"{o.article} {o.location}" for o in item.occurrences)
         if item.occurrences_omitted:
             where += f"; and {item.occurrences_omitted} more"
-        row = [t(item.url), t(item.verdict), _sev(item.severity), t(item.reason), t(fmt.status(item))]
+        row = [t(item.url), t(item.verdict), _sev(item.severity), _reason(item), t(fmt.status(item))]
         row += [t(item.final_url)] if final else []
         row += [t(item.previous_verdict), t(fmt.since(item))] if previous else []
         rows.append([*row, t(where)])

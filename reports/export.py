@@ -24,8 +24,9 @@ from typing import IO, Any
 from sqlalchemy import Engine, and_, select
 
 from monitor.store.scope import run_roots, under_roots
-from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, URLS
+from monitor.store.tables import ARCHIVE_COPIES, ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, URLS
 from monitor.textsafe import csv_cell
+from monitor.types import ARCHIVE_VERDICTS, ArchiveSnapshot
 from monitor.urls import redact_url
 from reports.model import ReportError
 
@@ -53,6 +54,8 @@ CSV_COLUMNS = (
     "checked_at",
     "occurrence_count",
     "occurrences",
+    "archived_url",
+    "archived_at",
 )
 _YIELD_PER = 2000
 
@@ -83,8 +86,14 @@ def iter_records(engine: Engine, run_id: int) -> Iterator[dict[str, Any]]:
     with engine.connect() as conn:
         roots = run_roots(conn, run_id)
         placed = OCCURRENCES.join(ARTICLES, ARTICLES.c.id == OCCURRENCES.c.article_id)
+        dead = and_(  # a dead page's archived copy, as the reports show it
+            ARCHIVE_COPIES.c.url_id == RESULTS.c.url_id,
+            RESULTS.c.verdict.in_([v.value for v in ARCHIVE_VERDICTS]),
+            ARCHIVE_COPIES.c.snapshot_url.is_not(None),
+        )
         joined = (
             RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id)
+            .outerjoin(ARCHIVE_COPIES, dead)
             .outerjoin(
                 placed, and_(OCCURRENCES.c.url_id == RESULTS.c.url_id, under_roots(ARTICLES.c.path, roots))
             )
@@ -114,6 +123,8 @@ def iter_records(engine: Engine, run_id: int) -> Iterator[dict[str, Any]]:
                 RESULTS.c.image_height,
                 RESULTS.c.not_modified,
                 RESULTS.c.checked_at,
+                ARCHIVE_COPIES.c.snapshot_url,
+                ARCHIVE_COPIES.c.snapshot_at,
                 OCCURRENCES.c.id.label("occurrence_id"),
                 ARTICLES.c.path,
                 OCCURRENCES.c.location,
@@ -155,6 +166,7 @@ def _record(row: Any, places: list[Any]) -> dict[str, Any]:
         else {"format": row.image_format, "size": _size(row.image_width, row.image_height)},
         "not_modified": bool(row.not_modified),
         "checked_at": _iso(row.checked_at),
+        "archived": _archived(row.snapshot_url, row.snapshot_at),
         "occurrences": [
             {
                 "article": p.path,
@@ -199,6 +211,8 @@ def write_csv(out: IO[str], engine: Engine, run_id: int | None) -> int:
             "image_height": size.get("height"),
             "occurrence_count": len(r["occurrences"]),
             "occurrences": json.dumps(r["occurrences"], ensure_ascii=False),
+            "archived_url": (r["archived"] or {}).get("url"),
+            "archived_at": (r["archived"] or {}).get("captured_at"),
         }
         writer.writerow([csv_cell(flat[c]) for c in CSV_COLUMNS])
     return n
@@ -218,6 +232,13 @@ def _redirects(raw: str | None) -> list[dict[str, Any]]:
             shown = redact_url(location) if location else None
             out.append({"url": redact_url(hop[0]), "status": status, "location": shown})
     return out
+
+
+def _archived(url: str | None, timestamp: str | None) -> dict[str, Any] | None:
+    if url is None:
+        return None
+    copy = ArchiveSnapshot(url, timestamp or "")
+    return {"url": copy.url, "timestamp": copy.timestamp, "captured_at": copy.captured_iso}
 
 
 def _size(width: int | None, height: int | None) -> dict[str, int] | None:

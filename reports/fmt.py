@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from monitor.types import Size
+from monitor.types import ArchiveSnapshot, Size
 from reports.model import AckInfo, ChangesSection, ImagesSection, UrlItem, UrlList
 
 IMAGE_LISTS: tuple[tuple[str, str], ...] = (
@@ -61,6 +61,11 @@ def hint(verdict: str, size_check: str | None = None, actual: Size | None = None
     if size_check == "size_mismatch":
         return f"fix the declared size to {actual}" if actual is not None else "fix the declared size"
     return HINTS.get(verdict, "")
+
+
+def archived(copy: ArchiveSnapshot | None) -> str:
+    """The suggestion for a dead page the archive keeps a copy of; empty without one."""
+    return f"archived copy: {copy.url} ({copy.captured})" if copy else ""
 
 
 def when(moment: datetime | None) -> str:

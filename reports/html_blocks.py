@@ -101,6 +101,14 @@ def _hint(text: str) -> str:
     return f'<span class="hint">{esc(text)}</span>' if text else ""
 
 
+def _archived(item: UrlItem) -> str:
+    """A dead page's archived copy (``fmt.archived``), its URL a link."""
+    copy = item.archived
+    if copy is None:
+        return ""
+    return f'<span class="archived">archived copy: {link(copy.url)} ({esc(copy.captured)})</span>'
+
+
 def hint_cell(verdict: str, size_check: str | None, actual: Size | None) -> str:
     """The "What to do" cell of an image place (its size check decides)."""
     return _hint(fmt.hint(verdict, size_check, actual))
@@ -149,7 +157,7 @@ def url_cell(item: UrlItem, column: str) -> Cell:
         case "Acknowledged":
             return esc(fmt.ack(item.ack))
         case "What to do":
-            return _hint(fmt.hint(item.verdict))
+            return _hint(fmt.hint(item.verdict)) + _archived(item)
     raise ValueError(f"unknown column {column!r}")
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.types import Size
+from monitor.types import ArchiveSnapshot, Size
 
 
 class ReportError(Exception):
@@ -75,6 +75,7 @@ class UrlItem:
     occurrences: tuple[OccurrenceItem, ...]
     occurrences_total: int
     ack: AckInfo | None = None  # set in the acknowledged section only
+    archived: ArchiveSnapshot | None = None  # a dead page's archived copy, when the archive has one
 
     @property
     def occurrences_omitted(self) -> int:

@@ -25,9 +25,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, distinct, func, literal, not_, or_, select
 
+from monitor.store.archive import copies as archive_copies
 from monitor.store.scope import under_roots, url_in_scope
 from monitor.store.tables import ACKS, ARTICLES, OCCURRENCES, RESULTS, SIZE_CHECKS, URLS
-from monitor.types import Severity, Size, SizeCheck, Verdict
+from monitor.types import ARCHIVE_VERDICTS, ArchiveSnapshot, Severity, Size, SizeCheck, Verdict
 from monitor.urls import redact_url
 from reports.model import (
     AckInfo,
@@ -55,6 +56,7 @@ from reports.queries import (
 )
 
 _IN_CHUNK = 500  # bound for IN (...) lists
+_DEAD = frozenset(v.value for v in ARCHIVE_VERDICTS)
 PREVIOUS = RESULTS.alias("prev")
 
 
@@ -164,14 +166,17 @@ def _url_list(
         query = query.limit(scope.limit)
     rows = conn.execute(query).all()
     places = _occurrences(scope, [row.id for row in rows], size_verdict)
-    items = tuple(_url_item(row, *places.get(row.id, ((), 0))) for row in rows)
+    copies = archive_copies(conn, [row.id for row in rows if row.verdict in _DEAD])  # "where it is now"
+    items = tuple(_url_item(row, *places.get(row.id, ((), 0)), copies.get(row.id)) for row in rows)
     if not by_host:
         return UrlList(total, items)
     hosts, hosts_total = _by_host(scope, from_, where)
     return UrlList(total, items, hosts, hosts_total)
 
 
-def _url_item(row: Any, occurrences: tuple[OccurrenceItem, ...], occurrences_total: int) -> UrlItem:
+def _url_item(
+    row: Any, places: tuple[OccurrenceItem, ...], total: int, archived: ArchiveSnapshot | None
+) -> UrlItem:
     checked = row.verdict is not None
     return UrlItem(
         url=redact_url(row.url),  # the inventory keeps userinfo to fetch with; reports never show it
@@ -195,8 +200,9 @@ def _url_item(row: Any, occurrences: tuple[OccurrenceItem, ...], occurrences_tot
         consecutive_failures=row.consecutive_failures,
         alert_state=row.alert_state,
         previous_verdict=row.previous_verdict,
-        occurrences=occurrences,
-        occurrences_total=occurrences_total,
+        occurrences=places,
+        occurrences_total=total,
+        archived=archived,
     )
 
 

@@ -9,7 +9,9 @@ can build any situation; ``build_history`` builds the standard three-run scenari
   ``flaky`` broken, ok, broken and flapping since run 3;
 * in run 3: a moved link, a scaled and a mismatched image, a not_image, a blocked link, a
   timeout, and a URL, titles and paths full of hostile text (HTML, CSV formula, terminal
-  escapes); findings of every kind and two corpus errors.
+  escapes); findings of every kind and two corpus errors;
+* archived copies cached for ``gone`` (broken: reports show it) and ``back`` (recovered: they
+  do not).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, update
 
 from monitor.store.models import (
+    ArchiveCopyRow,
     ArticleRow,
     CorpusErrorRow,
     FindingRow,
@@ -58,6 +61,14 @@ def add_article(conn: Connection, path: str, title: str | None = None, *, at: da
 
 def add_url(conn: Connection, url: str, host: str, *, kind: str = "page", at: datetime = T0) -> int:
     return _insert(conn, UrlRow.__table__, url=url, host=host, kind=kind, first_seen=at)
+
+
+def add_archive_copy(
+    conn: Connection, url_id: int, snapshot_url: str | None, timestamp: str | None, *, at: datetime = T0
+) -> None:
+    """Cache the archive's answer for a URL (``snapshot_url`` None: "none found")."""
+    values = {"endpoint": "https://archive.org", "looked_up_at": at, "snapshot_at": timestamp}
+    conn.execute(insert(ArchiveCopyRow.__table__).values(url_id=url_id, snapshot_url=snapshot_url, **values))
 
 
 def set_url_state(conn: Connection, url_id: int, **state: Any) -> None:
@@ -421,6 +432,10 @@ def build_history(engine: Engine) -> History:
         add_state_change(conn, runs[1], urls["dead_a"], "ok", "broken", at=T0 + DAY)
         add_state_change(conn, runs[2], urls["dead_b"], "ok", "broken", at=at)
         add_state_change(conn, runs[2], urls["flaky"], "ok", "flapping", at=at)
+        gone_copy = "http://web.archive.org/web/20240229120000/https://news.example/gone"
+        add_archive_copy(conn, urls["gone"], gone_copy, "20240229120000", at=at)
+        back_copy = "http://web.archive.org/web/20240101000000/https://news.example/back"
+        add_archive_copy(conn, urls["back"], back_copy, "20240101000000", at=at)
         for name, per_run in _RUNS.items():
             facts = per_run[-1] or {}
             set_url_state(

@@ -18,7 +18,8 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /wall/{kind}[/…][?switch=KEY] (bot walls, see WALLS; with ``switch`` a 200 page until set_switch(KEY, n))
 /image/{path}[?norange=1] /huge-image[?early=1] /html-as-image /empty /big-page /big-header?bytes=
 /echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
-and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again).
+and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again)
+/wayback/available?url= (an archive's availability API, see ``_r_wayback``).
 Any route answers HEAD with ``?head_status=N`` (to force the GET fallback). Requests in absolute
 form (``GET http://any.example/status/200``) are served as a forward proxy would, marked ``proxied``.
 """
@@ -489,6 +490,36 @@ class FixtureServer:
         """A removed story: whatever its path, a redirect (301 unless ``code``) to ``to`` (the root)."""
         code = int(req.q("code", "301"))
         return await self._respond(conn, req, code, headers=[("Location", req.q("to", "/"))])
+
+    async def _r_wayback(self, conn: _Conn, req: _Request) -> bool:
+        """The Wayback Machine's availability API: a copy of every URL but those containing
+        ``never-archived`` (``{"archived_snapshots": {}}``). Switches: ``archive`` (500: HTTP 500,
+        429: HTTP 429 with ``Retry-After: <archive-retry-after>``, 600: a 200 that is not JSON, 601:
+        JSON of another shape), ``archive-429`` (that many 429s first, then answers) and
+        ``archive-delay-ms`` (each answer that late, so lookups overlap)."""
+        with self._lock:
+            mode = self._switches.get("archive", 0)
+            delay = self._switches.get("archive-delay-ms", 0)
+            retry_after = self._switches.get("archive-retry-after", 0)
+            self._counters["wayback"] += 1
+            early = self._counters["wayback"] <= self._switches.get("archive-429", 0)
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        if mode == 429 or early:
+            return await self._respond(conn, req, 429, b"slow down\n", [("Retry-After", str(retry_after))])
+        if mode == 500:
+            return await self._respond(conn, req, 500, b"archive down\n")
+        if mode in (600, 601):
+            body = b"<html>maintenance</html>" if mode == 600 else b'{"status": "ok"}'
+            return await self._respond(conn, req, 200, body, content_type="application/json")
+        url = req.q("url")
+        snapshots: dict[str, object] = {}
+        if "never-archived" not in url:
+            stamp = "20200102030405"
+            copy = f"http://web.archive.test/web/{stamp}/{url}"
+            snapshots = {"closest": {"available": True, "url": copy, "timestamp": stamp, "status": "200"}}
+        doc = {"url": url, "archived_snapshots": snapshots}
+        return await self._respond(conn, req, 200, json.dumps(doc).encode(), content_type="application/json")
 
     async def _r_site(self, conn: _Conn, req: _Request) -> bool:
         """Any page of a healthy site: the root, a section, a story, a soft "not found" page."""

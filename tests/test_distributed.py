@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import create_engine, func, inspect, select, text
@@ -29,7 +30,7 @@ from monitor.run.check import RunRequest
 from monitor.run.executors import LocalExecutor
 from monitor.store import runs as store
 from monitor.store.db import open_engine
-from monitor.store.models import ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
+from monitor.store.models import ArchiveCopyRow, ResultRow, RunFanoutRow, RunRow, RunShardRow, UrlRow
 from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer
 
@@ -135,7 +136,7 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
     assert {"reports_written_at", "roots"} <= {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008a"
 
 
 def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
@@ -821,3 +822,25 @@ def test_fail_abandons_a_running_run_and_the_next_run_starts(farm: Farm) -> None
     logged = alert_lines(farm.logs() + json_lines(nxt.stderr), run_id)
     ids = [e["event_id"] for e in logged]
     assert stored > 0 and len(ids) == len(set(ids)) == stored
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_finalizer_looks_up_archived_copies_before_the_run_closes(farm: Farm) -> None:
+    """A distributed run's dead pages get their archived copies (cached on PostgreSQL) before the
+    run closes, so the `check --wait-run` report shows them."""
+    with farm.config.open("a") as cfg:
+        endpoint = farm.server.url("")
+        cfg.write(
+            f'[archive]\nenabled = true\nendpoint = "{endpoint}"\nrate_per_s = 100.0\nconcurrency = 4\n'
+        )
+    farm.start_worker()
+    done = farm.check("--wait-run", "--format", "json")
+    assert done.returncode == 2, done.stderr
+    dead = {url for url in farm.urls if "/status/404" in url}
+    asked = {parse_qs(urlsplit(seen.target).query)["url"][0] for seen in farm.server.requests("/wayback/")}
+    assert asked == dead
+    listed = json.loads(done.stdout)["broken"]["urls"]
+    assert listed and all(u["archived"]["url"].endswith(u["url"]) for u in listed)
+    with farm.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ArchiveCopyRow)).scalar_one() == len(dead)

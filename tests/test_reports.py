@@ -380,6 +380,8 @@ def test_csv_columns_and_formula_cells(report: ReportData) -> None:
         "declared",
         "actual",
         "since",
+        "archived_url",
+        "archived_at",
     ]
     cells = [cell for row in rows[1:] for cell in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
@@ -862,3 +864,20 @@ async def test_html_report_in_headless_chromium(report: ReportData, tmp_path: Pa
     screenshot = tmp_path / "report.png"
     screenshot.write_bytes(base64.b64decode(shot["data"]))
     print(f"report screenshot: {screenshot}")
+
+
+def test_archived_copy_is_shown_for_dead_pages_only(report: ReportData) -> None:
+    """The cache holds copies of ``gone`` (broken) and ``back`` (recovered): only the broken one shows it."""
+    assert report.broken is not None and report.changes is not None
+    gone = next(item for item in report.broken.urls if item.url == _url("gone"))
+    assert gone.archived is not None and gone.archived.timestamp == "20240229120000"
+    assert [item.archived for item in report.changes.recovered.urls] == [None]
+    others = [item for item in report.broken.urls if item.url != _url("gone")]
+    assert others and all(item.archived is None for item in others)
+    doc = json.loads(render(report, "json"))
+    listed = {u["url"]: u["archived"] for u in doc["broken"]["urls"]}
+    assert listed[_url("gone")] == {
+        "url": "http://web.archive.org/web/20240229120000/https://news.example/gone",
+        "timestamp": "20240229120000",
+        "captured_at": "2024-02-29T12:00:00Z",
+    }

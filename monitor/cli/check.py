@@ -209,6 +209,14 @@ def check(
             help="If another check is running, wait up to SECONDS for it instead of exiting 1.",
         ),
     ] = None,
+    archive: Annotated[
+        bool | None,
+        typer.Option(
+            "--archive/--no-archive",
+            show_default=False,
+            help="Look up archived copies of broken pages in this run, or not (default: [archive] enabled).",
+        ),
+    ] = None,
     wait_run: Annotated[
         bool,
         typer.Option(
@@ -238,6 +246,7 @@ def check(
                 "http.per_host_concurrency": per_host,
                 "http.total_timeout": timeout,
                 "safety.allow_private": allow_private,
+                "archive.enabled": archive,
             }
         )
         scan_roots_of(settings.corpus, paths or None)  # a missing root: one line, exit 1, nothing touched
@@ -250,6 +259,10 @@ def check(
             executor = LocalExecutor()
         if resume and executor.name != "local":
             raise UsageError("--resume is for local runs; a distributed run resumes by itself")
+        if archive is not None and executor.name != "local":
+            raise UsageError(
+                "--archive/--no-archive is for local runs; workers follow their [archive] settings"
+            )
         request = RunRequest(
             paths=paths or None,
             trigger="recheck" if only_failing else "cli",

@@ -1,4 +1,4 @@
-"""`monitor fix [PATH…] [--apply] [--sizes]`: turn a run's findings into edits of the articles.
+"""`monitor fix [PATH…] [--apply] [--sizes] [--archive]`: turn a run's findings into edits of the articles.
 
 By default it prints a unified diff per article and changes nothing. ``--apply`` writes the
 edits: only the bytes of the changed values change (``monitor.corpus.edit``), each file is
@@ -47,13 +47,21 @@ def fix(
             help="Also set declared image width/height to the real size.",
         ),
     ] = False,
+    archive: Annotated[
+        bool,
+        typer.Option(
+            "--archive/--no-archive",
+            show_default=False,
+            help="Also replace broken and soft_404 links with their archived copy (when one is known).",
+        ),
+    ] = False,
     run: Annotated[
         int | None,
         typer.Option("--run", metavar="ID", help="Run whose results to use (default: the latest)."),
     ] = None,
 ) -> None:
-    """Fix links in the articles: moved_permanently links get their final URL, and with --sizes
-    mismatched images their real width and height.
+    """Fix links in the articles: moved_permanently links get their final URL, with --sizes
+    mismatched images their real width and height, and with --archive dead links their archived copy.
 
     Exit code 0 when every fix was shown (or written), 1 when a file could not be fixed (changed
     since the run, unreadable, a value that cannot be edited in place) or on usage errors.
@@ -67,7 +75,8 @@ def fix(
         if run_id is None:
             raise UsageError("no check run in the database yet")
         wanted = [p.resolve() for p in paths or []]
-        fixes = [f for f in fixes_for(engine, run_id, sizes=sizes) if _under(Path(f.article), wanted)]
+        found = fixes_for(engine, run_id, sizes=sizes, archive=archive)
+        fixes = [f for f in found if _under(Path(f.article), wanted)]
         code = _fix_files(fixes, apply=apply, run_id=run_id)
     raise typer.Exit(code)
 

@@ -34,6 +34,7 @@ from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue
 from monitor.run import shards
+from monitor.run.archive import archive_lease, suggest_archived_blocking
 from monitor.run.check import RunOutcome, checked_roots
 from monitor.run.inventory import SyncReport, sync_inventory
 from monitor.store import lease, results
@@ -179,6 +180,7 @@ def _close(conn: Connection, run_id: int, state: str, error: str | None, lease_h
         update(RUN_FANOUT).where(RUN_FANOUT.c.run_id == run_id).values(finalized_by=store.holder_id())
     )
     conn.execute(delete(LEASES).where(LEASES.c.name == lease.CORPUS_CHECK, LEASES.c.holder == lease_holder))
+    conn.execute(delete(LEASES).where(LEASES.c.name == archive_lease(run_id)))
     return True
 
 
@@ -187,8 +189,17 @@ def finalize(settings: Settings, engine: Engine, run_id: int) -> RunOutcome | No
 
     The state flip, verdict counts and lease release are one transaction; the alert events
     (the batches' outbox rows, grouped as the local run groups them) are emitted after it
-    by ``deliver_alerts``, which survives a crash in between, and report files follow.
+    by ``deliver_alerts``, which survives a crash in between, and report files follow. The archived
+    copies of the dead pages are looked up first, while the run still shows as running, so a
+    ``check --wait-run`` report has them too, by the one finalizer that holds the run's archive
+    lease (``archive.suggest_archived_blocking``); the others leave the run to it.
     """
+    with engine.connect() as conn:
+        fan = ledger.fanout(conn, run_id)
+        running = conn.execute(select(RUNS.c.state).where(RUNS.c.id == run_id)).scalar() == "running"
+    complete = running and fan is not None and fan.shard_done == fan.shard_total
+    if complete and not suggest_archived_blocking(settings, engine, run_id):
+        return None  # another finalizer is looking archived copies up; it closes the run
     with engine.begin() as conn:
         fan = ledger.fanout(conn, run_id)
         if fan is None or fan.shard_done + fan.shard_failed < fan.shard_total:

@@ -3,8 +3,9 @@
 ``run_check`` opens (or resumes) the run row, syncs the inventory (corpus → links →
 store), plans the targets, hands them to the dispatcher (``dispatch.Run``, in this
 process or in several, ``processes``), then finishes the row and logs the run's alert
-events. A crash loses at most the batch in hand; ``resume`` finishes an interrupted run
-by checking only what has no result yet.
+events. Before the row is finished, the archived copies of the run's dead pages are looked up
+(``archive``, when ``[archive] enabled``). A crash loses at most the batch in hand; ``resume``
+finishes an interrupted run by checking only what has no result yet.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from monitor.clock import utcnow
 from monitor.config import Settings
 from monitor.corpus.discover import RootUnavailable
 from monitor.run import processes
+from monitor.run.archive import suggest_archived
 from monitor.run.batch import write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.run.inventory import SyncReport, scan_roots_of, sync_inventory
@@ -149,6 +151,8 @@ async def run_check(
         state = "interrupted" if cut_short else "finished"
         with engine.begin() as conn:  # placeholder images need all of the run's results
             results.mark_placeholders(conn, run_id, settings.images.placeholder_min_uses)
+        if not cut_short:  # archived copies of the dead pages, for the reports written next
+            await suggest_archived(settings, engine, run_id, stop=stop, beat=True)
         counts = runs.finish_run(engine, run_id, state=state, now=utcnow())
         by_verdict, by_severity = runs.run_counts(engine, run_id)
         events = alerts.group_host_down(events, settings.alerts.host_down_threshold)

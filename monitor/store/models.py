@@ -74,6 +74,21 @@ class AckRow(SQLModel, table=True):
     until: datetime | None = None
 
 
+class ArchiveCopyRow(SQLModel, table=True):
+    """The archive's answer for a broken page: its closest copy, or none (``snapshot_url`` NULL).
+
+    A cache: kept ``archive.ttl_hours`` from ``looked_up_at``, and only for the ``endpoint`` that
+    answered; a failed lookup writes no row, so the next run asks again.
+    """
+
+    __tablename__ = "archive_copy"
+    url_id: int = Field(primary_key=True, foreign_key="url.id")
+    endpoint: str = Field(max_length=300)
+    looked_up_at: datetime
+    snapshot_url: str | None = Field(default=None, sa_type=Text)
+    snapshot_at: str | None = Field(default=None, max_length=20)  # the archive's YYYYMMDDhhmmss
+
+
 class OccurrenceRow(SQLModel, table=True):
     """One place in one article where a URL is written."""
 

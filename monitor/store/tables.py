@@ -10,6 +10,7 @@ from sqlalchemy import Table
 
 from monitor.store.models import (
     AckRow,
+    ArchiveCopyRow,
     ArticleRow,
     CorpusErrorRow,
     FindingRow,
@@ -34,6 +35,7 @@ def _table(row: type) -> Table:
 
 
 ACKS = _table(AckRow)
+ARCHIVE_COPIES = _table(ArchiveCopyRow)
 ARTICLES = _table(ArticleRow)
 CORPUS_ERRORS = _table(CorpusErrorRow)
 FINDINGS = _table(FindingRow)
