@@ -360,6 +360,37 @@ def test_bound_hosts_are_those_whose_own_floor_exceeds_the_global_floor() -> Non
     assert chosen[0] == "h0" and sum(4 for _ in chosen) < 64
 
 
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_what_timed_out_last_run_is_sent_first(tmp_path: Path, hosts: int) -> None:
+    """A URL that timed out last run is requested first on its host in the next run, so its wait
+    overlaps the others' instead of holding the run open at the end; the rest keep their order.
+    With two hosts, the busier one is bound (read through a cursor of its own): the same holds."""
+    server = FixtureServer(listeners=2).start()
+    try:
+        for i in range(12):
+            write(tmp_path, f"a{i:02}.md", article(server, webUrl=f"/status/200?i={i}"))
+        write(tmp_path, "z-last.md", article(server, webUrl="/slow-headers/3000"))  # the newest id
+        if hosts == 2:  # a second host with one URL: the first is then bound (limit 1 of 2 slots)
+            write(tmp_path, "other.md", f'---\nwebUrl: "{server.url("/status/200?o", listener=1)}"\n---\n')
+        s = settings_for(
+            tmp_path, **{"http.per_host_concurrency": 1, "http.concurrency": 2, "http.total_timeout": 0.5}
+        )
+        engine = open_engine(s.database_url)
+        first = asyncio.run(run_check(s, engine))
+        assert first.counts.get("timeout") == 1
+        busy = server.url("").removeprefix("http://")
+        order = [r.target for r in server.requests() if r.host == busy]
+        assert order[-1] == "/slow-headers/3000"  # by id: the newest URL last
+        server.reset()
+        second = asyncio.run(run_check(s, engine))
+        assert second.counts == first.counts
+        order = [r.target for r in server.requests() if r.host == busy]
+        assert order[0] == "/slow-headers/3000"
+        assert order[1:] == [f"/status/200?i={i}" for i in range(12)]
+    finally:
+        server.stop()
+
+
 def test_host_queue_serves_bound_hosts_first_and_loads_them_apart() -> None:
     """A bound host gets its free slots before any round-robin host, its targets come from its own
     source, and a full buffer of it never stops the shared source from asking for more."""

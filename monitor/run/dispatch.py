@@ -262,7 +262,9 @@ class Run:
                 await self._emit(None)
             await writer  # re-raises a writer failure (e.g. the database refused a batch)
 
-    async def _load(self, after_id: int, source: str, exclude: Sequence[str]) -> list[store.Planned]:
+    async def _load(
+        self, after_id: int, source: str, exclude: Sequence[str], slow: bool
+    ) -> list[store.Planned]:
         def page() -> list[store.Planned]:
             with self.engine.connect() as conn:
                 return store.plan_page(
@@ -275,6 +277,7 @@ class Run:
                     hosts=self.scope.hosts if source == MAIN else (source,),
                     exclude_hosts=exclude if source == MAIN else None,
                     id_range=self.scope.id_range,
+                    timed_out=slow,
                 )
 
         return await asyncio.to_thread(page)
@@ -344,15 +347,20 @@ class Run:
             await asyncio.gather(*everyone, return_exceptions=True)
 
     async def _feed(self, queue: HostQueue, source: str, bound: Sequence[str]) -> None:
-        """Load ``source``'s plan pages whenever its buffer runs low, until it is exhausted."""
-        feed, after_id = queue.sources[source], 0
-        while True:
-            await feed.low.wait()
-            page = await self._load(after_id, source, bound)
-            queue.add(page, last=len(page) < feed.page, source=source)
-            if len(page) < feed.page:
-                return
-            after_id = page[-1].url_id
+        """Load ``source``'s plan pages whenever its buffer runs low, until it is exhausted. What timed
+        out last time comes first: started near the end, it would hold the run open for its whole
+        timeout (nightly runs meet the same dead hosts); a first run pays one empty query."""
+        feed = queue.sources[source]
+        for timed_out in (True, False):
+            after_id = 0
+            while True:
+                await feed.low.wait()
+                page = await self._load(after_id, source, bound, timed_out)
+                end = len(page) < feed.page
+                queue.add(page, last=end and not timed_out, source=source)
+                if end:
+                    break
+                after_id = page[-1].url_id
 
     def _retry_wait(self, target: Target, sleeping: bool) -> None:
         """A fetch sleeps before a retry (or wakes): it holds no host or global slot meanwhile, so
@@ -387,10 +395,8 @@ class Run:
                 return
 
     async def _emit(self, item: tuple[store.Planned, FetchOutcome] | None) -> None:
-        """Hand a result (None: the end) to the writer; wait while it is too far behind.
-
-        If the writer died, raise its error rather than wait for ever.
-        """
+        """Hand a result (None: the end) to the writer; wait while it is too far behind (if the
+        writer died, raise its error rather than wait for ever)."""
         if item is None:
             self.closing = True
             self.wake_writer.set()

@@ -19,6 +19,7 @@ from monitor.store.tables import OCCURRENCES, RESULTS, URLS
 from monitor.types import Role, Target, TargetKind, Verdict
 
 FAILING = [v.value for v in Verdict if v.is_failure]
+TIMED_OUT = Verdict.TIMEOUT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +76,17 @@ def plan_page(
     hosts: Sequence[str] | None = None,
     exclude_hosts: Sequence[str] | None = None,
     id_range: tuple[int, int] | None = None,
+    timed_out: bool | None = None,
 ) -> list[Planned]:
     """The next page of targets (by id) that are in the live inventory and lack a result in this run.
 
     ``stale_before`` (role → cut-off, see ``freshness_cutoffs``) leaves out healthy URLs
     checked recently enough; None or empty checks everything. ``hosts`` and ``id_range``
     (inclusive) restrict the page to one shard of a distributed run; ``exclude_hosts`` leaves
-    out the hosts that a run reads through cursors of their own.
+    out the hosts that a run reads through cursors of their own. ``timed_out`` True gives only
+    the targets whose last check timed out, False all the others (the dispatcher sends the
+    former first); a target's last verdict changes only when its result in this run is
+    written, so the two sets stay apart for the whole run.
     """
     query = (
         select(
@@ -109,6 +114,10 @@ def plan_page(
         query = query.where(URLS.c.host.not_in(list(exclude_hosts)))
     if id_range is not None:
         query = query.where(URLS.c.id.between(*id_range))
+    if timed_out is True:
+        query = query.where(URLS.c.last_verdict == TIMED_OUT)
+    elif timed_out is False:
+        query = query.where(or_(URLS.c.last_verdict.is_(None), URLS.c.last_verdict != TIMED_OUT))
     out = []
     for uid, url, host, kind, etag, last_modified, _last_checked, _verdict in conn.execute(query):
         out.append(
