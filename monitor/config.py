@@ -9,6 +9,7 @@ start-up with a ``ConfigError`` that names the key and the file.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -158,8 +159,6 @@ class SafetySettings(_Section):
     @field_validator("allow_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
         for cidr in value:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -168,16 +167,7 @@ class SafetySettings(_Section):
         return value
 
 
-SOFT_404_MARKERS = [
-    "404",
-    "410",
-    "not-found",
-    "notfound",
-    "page-not-found",
-    "pagenotfound",
-    "error",
-    "error404",
-]
+SOFT_MARKERS = ["404", "410", "not-found", "notfound", "page-not-found", "pagenotfound", "error", "error404"]
 
 
 class Soft404Rules(_Section):
@@ -186,7 +176,11 @@ class Soft404Rules(_Section):
     enabled: bool = True
     root: bool = True  # a redirect to the site root (or /index.html, /home)
     section_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5  # 0 switches the section rule off
-    markers: list[str] = SOFT_404_MARKERS  # whole path segments (or query values) that say "not found"
+    markers: list[str] = SOFT_MARKERS  # whole path segments (or query values) that say "not found"
+    probe: bool = True  # made-up URL answers 200: read pages (GET, to body_limit), compare with it
+    body_limit: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    similarity: Annotated[float, Field(gt=0, le=1)] = 0.9  # estimated Jaccard of 3-word shingles
+    baseline_ttl_hours: Annotated[float, Field(ge=0)] = 24.0  # a younger stored probe is reused
 
 
 class Soft404Settings(Soft404Rules):
@@ -206,6 +200,13 @@ class Soft404Settings(Soft404Rules):
                 )
             _, _, name = name.partition(".")
         return self
+
+
+class TitleRules(_Section):
+    """Title drift (README "Title drift"): a page body read anyway whose title is not the article's."""
+
+    enabled: bool = True
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.3  # token Jaccard below this: title_mismatch
 
 
 class VerdictPolicy(_Section):
@@ -228,6 +229,7 @@ class VerdictPolicy(_Section):
     }
     hosts: dict[str, dict[Verdict, Severity]] = {}
     soft_404: Soft404Settings = Soft404Settings()
+    title: TitleRules = TitleRules()
 
 
 DEFAULT_SEVERITY: dict[Verdict, Severity] = {
@@ -246,15 +248,14 @@ DEFAULT_SEVERITY: dict[Verdict, Severity] = {
     Verdict.IMAGE_UNREADABLE: Severity.ERROR,
     Verdict.INVALID_URL: Severity.ERROR,
     Verdict.SKIPPED: Severity.IGNORE,
+    Verdict.TITLE_MISMATCH: Severity.WARNING,
 }
 
 
 class ImageSettings(_Section):
     tolerance_px: Annotated[int, Field(ge=0)] = 0
     aspect_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
-    placeholder_min_uses: Annotated[int, Field(ge=0)] = (
-        3  # same bytes at this many URLs or articles of a host; 0 = off
-    )
+    placeholder_min_uses: Annotated[int, Field(ge=0)] = 3  # same bytes at N URLs/articles of a host; 0: off
 
 
 class AlertSettings(_Section):

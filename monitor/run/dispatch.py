@@ -26,6 +26,7 @@ from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter, ProcessLimits
 from monitor.run.batch import ignore_reason, ignored_outcome, save_results, write_with_retry
+from monitor.run.soft404 import open_probes, save_probes
 from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
@@ -249,14 +250,17 @@ class Run:
         writer = self.writer = asyncio.create_task(self._writer())
         try:
             http = self.settings.http.model_copy(update={"concurrency": self.concurrency})
+            probes = await open_probes(self.settings.verdicts.soft_404, self.engine)
             async with Fetcher(
                 http,
                 self.settings.safety,
                 gate=self.request_gate,
                 on_retry_wait=self._retry_wait,
                 limits=self.limits,
+                soft404=probes,
             ) as fetcher:
                 await self._dispatch(fetcher)
+            await save_probes(probes, self.engine)
         finally:
             if not writer.done():
                 await self._emit(None)
