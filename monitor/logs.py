@@ -58,7 +58,7 @@ EVENTS: dict[str, list[str]] = {
     "job.failed": ["job", "error", "duration_s"],
     "metrics.write_failed": ["path", "error"],
     "metrics.listening": ["address", "port"],
-    "soft404.probe": ["url", "status", "failure"],
+    "fetch.made_up_url": ["url", "status", "failure"],
 }
 
 # The events that page someone (what monitor_alert_events counts), in catalogue order.

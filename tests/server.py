@@ -290,10 +290,13 @@ class FixtureServer:
     def url(self, path: str, host: str = "127.0.0.1", listener: int = 0) -> str:
         return f"http://{host}:{self.ports[listener]}{path}"
 
-    def requests(self, prefix: str = "") -> list[Seen]:
-        """Requests seen so far (finished or not) whose target starts with ``prefix``."""
+    def requests(self, prefix: str = "", *, probes: bool = False) -> list[Seen]:
+        """Requests seen so far (finished or not) whose target starts with ``prefix``; the checker's
+        soft-404 probes (made-up URLs, see MADE_UP) only with ``probes=True``, so tests about other
+        things count the requests for their URLs."""
         with self._lock:
-            return [seen for seen in self._seen if seen.target.startswith(prefix)]
+            seen = [s for s in self._seen if s.target.startswith(prefix)]
+        return seen if probes else [s for s in seen if not s.path.endswith(MADE_UP)]
 
     def peak_by_host(self) -> dict[str, int]:
         """Most requests in flight at once, per Host header."""

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from monitor.config import VerdictPolicy
-from monitor.fetch.soft404 import PROBE_SUFFIX, made_up_url, split_page_url
+from monitor.fetch.soft404 import PROBE_SUFFIX, made_up_url, split_page_url, url_prefix
 from monitor.pagesim import fingerprint, similarity, title_similarity
 from monitor.run.check import run_check
 from monitor.store.db import open_engine
@@ -52,7 +52,7 @@ def _results(engine_url: str, run_id: int) -> dict[str, tuple[str, str, str | No
 
 
 def _probes(server: FixtureServer, prefix: str) -> list[str]:
-    return [r.method for r in server.requests(prefix) if r.path.endswith(PROBE_SUFFIX)]
+    return [r.method for r in server.requests(prefix, probes=True) if r.path.endswith(PROBE_SUFFIX)]
 
 
 def test_soft_host_pages_are_read_and_compared_healthy_host_stays_head_only(
@@ -74,7 +74,7 @@ def test_soft_host_pages_are_read_and_compared_healthy_host_stays_head_only(
     # one probe per host and prefix, in the page's directory; /pages/ pages are only HEADed
     assert _probes(server, "/soft/") == ["GET"]
     assert _probes(server, "/pages/") == ["GET"]
-    probe = next(r for r in server.requests("/soft/") if r.path.endswith(PROBE_SUFFIX))
+    probe = next(r for r in server.requests("/soft/", probes=True) if r.path.endswith(PROBE_SUFFIX))
     assert probe.path.startswith(("/soft/news/2019/", "/soft/news/2020/"))
     pages = [r.method for r in server.requests("/pages/") if not r.path.endswith(PROBE_SUFFIX)]
     assert sorted(pages) == ["HEAD"] * len(HEALTHY)
@@ -113,7 +113,7 @@ def test_probe_off_for_a_host_costs_nothing(server: FixtureServer, tmp_path: Pat
     s = settings_for(tmp_path, **{"verdicts.soft_404.hosts": {host: {"probe": False}}})
     outcome = asyncio.run(run_check(s, open_engine(s.database_url)))
     assert _probes(server, "/") == []
-    assert {r.method for r in server.requests("/")} == {"HEAD"}
+    assert {r.method for r in server.requests("/", probes=True)} == {"HEAD"}
     assert _results(s.database_url, outcome.run_id)[server.url(GONE)][0] == "ok"
 
 
@@ -126,7 +126,7 @@ def test_body_over_the_limit_is_not_read_past_it(server: FixtureServer, tmp_path
     verdict, _, method, read = _results(s.database_url, outcome.run_id)[server.url(huge)]
     assert (verdict, method) == ("ok", "GET")
     assert 0 < read <= 4096
-    sent = [r for r in server.requests(huge)]
+    sent = server.requests(huge, probes=True)
     assert len(sent) == 1 and sent[0].bytes_sent < 10 * 1024 * 1024
 
 
@@ -142,6 +142,16 @@ def test_made_up_url_is_a_sibling_in_the_same_directory() -> None:
     assert url.endswith(PROBE_SUFFIX) and len(url.rsplit("/", 1)[1]) == 10 + len(PROBE_SUFFIX)
     assert split_page_url("https://site.example/story") == ("https://site.example", "/", "")
     assert split_page_url("https://site.example") == ("https://site.example", "/", "")
+    for url in (
+        "https://s.example/news/2019/a?x=/b/c",
+        "https://s.example/news/",
+        "https://s.example/a?x=/b/c",
+        "https://s.example/a#/b/c",
+        "https://s.example/a",
+        "https://s.example",
+        "http://[::1]:8080/x/y",
+    ):
+        assert url_prefix(url) == split_page_url(url)[2], url
 
 
 def test_fingerprint_sees_one_template_through_echoed_paths_and_ids() -> None:

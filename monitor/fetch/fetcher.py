@@ -233,8 +233,10 @@ class Fetcher:
         try:
             async with asyncio.timeout(total) as deadline:
                 if self._soft is not None and method == "HEAD":
-                    progress.phase = "waiting for the soft-404 probe of its host"
-                    base = await self._soft.baseline(text, key, target.host, self._probe)
+                    settled, base = self._soft.known(text, key)
+                    if not settled:
+                        progress.phase = "waiting for the soft-404 probe of its host"
+                        base = await self._soft.baseline(text, key, target.host, self._probe)
                     if base is not None:  # a host answering 200 for made-up URLs: read and compare
                         method = progress.method = "GET"
                         progress.baseline = base
@@ -251,7 +253,7 @@ class Fetcher:
         """GET one made-up URL (``soft404``) like a page of a soft-404 host: what its answer teaches."""
         self.stats.soft_probes += 1
         found = await self._fetch_one(Target(text, key, TargetKind.PAGE), rules.body_limit)
-        log.debug("soft404.probe", url=redact_url(text), status=found.status, failure=found.failure)
+        log.debug("fetch.made_up_url", url=redact_url(text), status=found.status, failure=found.failure)
         return learned(found, key, prefix)
 
     def _remapped(self, url: str) -> str:

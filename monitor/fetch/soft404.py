@@ -23,7 +23,16 @@ from monitor.config import Soft404Rules, Soft404Settings
 from monitor.types import FetchOutcome, SoftBaseline
 from monitor.urls import redact_url
 
-__all__ = ["PROBE_SUFFIX", "SoftProbes", "echoes", "learned", "made_up_url", "probe_wanted", "split_page_url"]
+__all__ = [
+    "PROBE_SUFFIX",
+    "SoftProbes",
+    "echoes",
+    "learned",
+    "made_up_url",
+    "probe_wanted",
+    "split_page_url",
+    "url_prefix",
+]
 
 PROBE_SUFFIX = "-not-a-page"
 _SLUG_CHARS = string.ascii_lowercase + string.digits
@@ -49,6 +58,16 @@ def split_page_url(url: str) -> tuple[str, str, str]:
     directory = path[: path.rfind("/") + 1]
     first = path[1:].partition("/")
     return origin, directory, first[0] if first[1] else ""
+
+
+def url_prefix(url: str) -> str:
+    """``split_page_url(url)[2]`` on the per-URL path: the first path segment, "" at the root."""
+    slash = url.find("/", url.find("//") + 2)
+    end = url.find("/", slash + 1) if slash >= 0 else -1
+    if end < 0:
+        return ""
+    first = url[slash + 1 : end]
+    return "" if "?" in first or "#" in first else first
 
 
 def echoes(*urls: str) -> list[str]:
@@ -104,13 +123,21 @@ class SoftProbes:
             rules = self._per_host[host] = self._rules.for_host(host)
         return rules
 
+    def known(self, url: str, key: str) -> tuple[bool, SoftBaseline | None]:
+        """Without waiting: whether ``url``'s host and prefix is settled, and its soft baseline if any
+        (the fetcher's per-URL path when nothing is to be probed: no coroutine, one dict lookup)."""
+        slot = (key, url_prefix(url))
+        if slot not in self._known:
+            return False, None
+        found = self._known[slot]
+        return True, found if found is not None and found.soft else None
+
     async def baseline(self, url: str, key: str, host: str, probe: Probe) -> SoftBaseline | None:
         """The soft baseline of ``url``'s host and prefix, or None when its made-up URLs are not 200."""
-        _, _, prefix = split_page_url(url)
-        slot = (key, prefix)
-        if slot in self._known:
-            known = self._known[slot]
-            return known if known is not None and known.soft else None
+        settled, found = self.known(url, key)
+        if settled:
+            return found
+        slot = (key, url_prefix(url))
         task = self._tasks.get(slot)
         if task is None:
             rules = self.rules(host)
@@ -118,11 +145,11 @@ class SoftProbes:
                 self._known[slot] = None
                 return None
             self.probes += 1
-            task = asyncio.ensure_future(probe(made_up_url(url, self._rng), key, prefix, rules))
+            task = asyncio.ensure_future(probe(made_up_url(url, self._rng), key, slot[1], rules))
             self._tasks[slot] = task
             task.add_done_callback(lambda done: self._settle(slot, done))
-        found = await asyncio.shield(task)
-        return found if found is not None and found.soft else None
+        answer = await asyncio.shield(task)
+        return answer if answer is not None and answer.soft else None
 
     def _settle(self, slot: tuple[str, str], task: asyncio.Task[SoftBaseline | None]) -> None:
         del self._tasks[slot]
