@@ -20,6 +20,7 @@ from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, SoftBaselineRow, UrlRow
 from monitor.types import FetchOutcome, Hop, SoftBaseline, Target, TargetKind, Verdict
 from monitor.verdict import classify
+from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer, not_found_html, story_html
 from tests.test_check import settings_for, write
 
@@ -48,6 +49,7 @@ def _results(engine_url: str, run_id: int) -> dict[str, tuple[str, str, str | No
             .join(UrlRow, UrlRow.id == ResultRow.url_id)
             .where(ResultRow.run_id == run_id)
         ).all()
+    engine.dispose()
     return {url: (verdict, reason, method, read) for url, verdict, reason, method, read in rows}
 
 
@@ -93,6 +95,21 @@ def test_soft_host_pages_are_read_and_compared_healthy_host_stays_head_only(
     again = _results(s.database_url, second.run_id)
     assert again[server.url(GONE)][0] == "soft_404" and again[server.url(REAL)][0] == "ok"
     assert sorted(r.method for r in server.requests("/pages/")) == ["HEAD"] * len(HEALTHY)
+
+
+def test_baselines_are_kept_in_postgresql_too(server: FixtureServer, tmp_path: Path) -> None:
+    """The same two runs against PostgreSQL: the probe is stored there and reused."""
+    _corpus(server, tmp_path)
+    with pg_schema_url() as url:
+        s = settings_for(tmp_path, database_url=url)
+        engine = open_engine(url)
+        first = asyncio.run(run_check(s, engine))
+        assert _results(url, first.run_id)[server.url(GONE)][0] == "soft_404"
+        server.reset()
+        second = asyncio.run(run_check(s, engine))
+        assert _probes(server, "/") == []
+        assert _results(url, second.run_id)[server.url(GONE)][0] == "soft_404"
+        engine.dispose()
 
 
 def test_expired_baseline_is_probed_again(server: FixtureServer, tmp_path: Path) -> None:

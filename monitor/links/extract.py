@@ -59,6 +59,7 @@ _EMBED_ATTRS = {
 }
 _NOT_RESOURCES = ("mailto:", "tel:", "sms:", "javascript:", "data:")
 _MAX_VALUE_CHARS = 200
+_MAX_TITLE_CHARS = 500  # an item's title as kept with its URLs
 _MAX_URL_VALUE_CHARS = 8192  # above any max_url_length worth using; a megabyte "URL" is clipped
 
 
@@ -179,7 +180,7 @@ def _item(c: _Collector, item: Mapping[Any, object], prefix: str, related: bool)
     """One article-like mapping: the article itself, or one of its related items."""
     normal: dict[str, str | None] = {}
     title = item.get("title")  # what the item's pages should be titled (title drift)
-    own = title.strip() or None if isinstance(title, str) else None
+    own = (title.strip()[:_MAX_TITLE_CHARS] or None) if isinstance(title, str) else None
     for name, role in _URL_FIELDS:
         raw = c.text(prefix + name, item.get(name))
         if raw is not None:

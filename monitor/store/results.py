@@ -19,9 +19,8 @@ from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHEC
 from monitor.types import Role, Size
 
 IMAGE_ROLES = tuple(role.value for role in Role if role.is_image)
-TITLED_ROLES = frozenset(
-    {Role.ORIGINAL, Role.WEB, Role.AMP, Role.CDN_AMP}
-)  # pages that carry their item's title
+# the pages that carry their item's title (title drift)
+TITLED_ROLES = frozenset({Role.ORIGINAL, Role.WEB, Role.AMP, Role.CDN_AMP})
 
 
 @dataclass(frozen=True, slots=True)
