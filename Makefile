@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 # the stages and the vocabulary under them are held to mypy --strict; the wiring above them to plain mypy
-STRICT := monitor/types.py monitor/textsafe.py monitor/clock.py monitor/config.py monitor/hostnames.py \
+STRICT := monitor/types.py monitor/textsafe.py monitor/clock.py monitor/pagesim.py monitor/sections.py monitor/policy.py monitor/config.py monitor/hostnames.py \
 	monitor/urls.py monitor/corpus monitor/links monitor/probe monitor/fetch monitor/verdict.py \
 	monitor/alerts.py monitor/store
 typecheck: $(STAMP)

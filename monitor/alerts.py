@@ -166,6 +166,13 @@ def blocked_event(url: str, host: str, reason: str, occurrences: Sequence[Mappin
     }
 
 
+def title_mismatch_event(url: str, host: str, reason: str, occurrences: Sequence[Mapping[str, Any]]) -> Event:
+    """``link.title_mismatch``: the page now carries another title than the article's (title drift)."""
+    articles, locations = _where(occurrences)
+    keys = {"url": url, "host": host, "reason": reason, "articles": articles, "locations": locations}
+    return "link.title_mismatch", keys
+
+
 def cache_domain(host: str) -> str:
     """The AMP cache a cache URL's host belongs to: ``x-com.cdn.ampproject.org`` → ``cdn.ampproject.org``.
 

@@ -19,11 +19,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor import __version__
-from monitor.types import Role, Severity, Verdict
+from monitor.policy import VerdictPolicy
+from monitor.sections import NonNegFloat, PositiveFloat, PositiveInt, Section
+from monitor.types import Role, Verdict
 
 DEFAULT_CONFIG_FILE = "config.toml"
 DEFAULT_DATABASE_URL = "sqlite:///monitor.db"
@@ -31,20 +33,12 @@ DEFAULT_USER_AGENT = f"link-media-monitor/{__version__} (+https://github.com/lin
 DEFAULT_AMP_CACHE_TEMPLATE = "https://{subdomain}.cdn.ampproject.org/c/{s}{host}{path}"
 DEFAULT_RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-
 
 class ConfigError(Exception):
     """A setting is unknown, mistyped or out of range; the message names key and file."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CorpusSettings(_Section):
+class CorpusSettings(Section):
     roots: list[str] = ["examples"]
     include: list[str] = ["**/*.md", "**/*.markdown"]
     exclude: list[str] = []
@@ -62,7 +56,7 @@ class CorpusSettings(_Section):
         return value
 
 
-class RemapRule(_Section):
+class RemapRule(Section):
     pattern: str
     replacement: str
 
@@ -76,7 +70,7 @@ class RemapRule(_Section):
         return value
 
 
-class IgnoreRule(_Section):
+class IgnoreRule(Section):
     """A URL that must not be checked at all (verdict ``skipped``, never requested).
 
     ``url`` and ``host`` are shell-style globs (``*``, ``?``, ``[..]``) matched against the
@@ -111,7 +105,7 @@ class IgnoreRule(_Section):
         return f"{text}: {self.reason}" if self.reason else text
 
 
-class HostSettings(_Section):
+class HostSettings(Section):
     """Per-host overrides; unset fields fall back to [http]."""
 
     concurrency: PositiveInt | None = None
@@ -121,7 +115,7 @@ class HostSettings(_Section):
     total_timeout: PositiveFloat | None = None
 
 
-class HttpSettings(_Section):
+class HttpSettings(Section):
     user_agent: str = DEFAULT_USER_AGENT
     headers: dict[str, str] = {}
     concurrency: Annotated[int, Field(gt=0, le=10000)] = 128
@@ -150,7 +144,7 @@ class HttpSettings(_Section):
     hosts: dict[str, HostSettings] = {}
 
 
-class SafetySettings(_Section):
+class SafetySettings(Section):
     allow_private: bool = False
     allow_hosts: list[str] = []
     allow_cidrs: list[str] = []
@@ -167,86 +161,13 @@ class SafetySettings(_Section):
         return value
 
 
-SOFT_404_MARKERS = ["404", "410", "not-found", "notfound", "page-not-found", "pagenotfound"]
-SOFT_404_MARKERS += ["error", "error404"]
-
-
-class Soft404Rules(_Section):
-    """Which redirects count as a removed page (README "Soft 404s"); each rule can be switched off."""
-
-    enabled: bool = True
-    root: bool = True  # a redirect to the site root (or /index.html, /home)
-    section_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.5  # 0 switches the section rule off
-    markers: list[str] = SOFT_404_MARKERS  # whole path segments (or query values) that say "not found"
-
-
-class Soft404Settings(Soft404Rules):
-    """The rules, and per-host tables whose keys replace the global ones for that host."""
-
-    hosts: dict[str, Soft404Rules] = {}
-
-    def for_host(self, host: str) -> Soft404Rules:
-        """The rules for ``host``: its own table or its nearest listed parent domain's, over the global."""
-        name = host.lower().rstrip(".")
-        lowered = {key.lower().rstrip("."): value for key, value in self.hosts.items()}
-        while name:
-            if name in lowered:
-                own = lowered[name]
-                return Soft404Rules(
-                    **{**self.model_dump(exclude={"hosts"}), **own.model_dump(include=own.model_fields_set)}
-                )
-            _, _, name = name.partition(".")
-        return self
-
-
-class VerdictPolicy(_Section):
-    """How verdicts count; ``roles`` and ``hosts`` override ``severity`` per role or host."""
-
-    accept_statuses: list[Annotated[int, Field(ge=100, le=999)]] = []
-    severity: dict[Verdict, Severity] = Field(default_factory=lambda: dict(DEFAULT_SEVERITY))
-
-    @field_validator("severity")
-    @classmethod
-    def _fill_defaults(cls, value: dict[Verdict, Severity]) -> dict[Verdict, Severity]:
-        """A partial table in the file overrides only the verdicts it names."""
-        return {**DEFAULT_SEVERITY, **value}
-
-    roles: dict[Role, dict[Verdict, Severity]] = {
-        Role.CDN_AMP: {
-            Verdict.BROKEN: Severity.WARNING,
-            Verdict.MOVED_PERMANENTLY: Severity.IGNORE,
-        }
-    }
-    hosts: dict[str, dict[Verdict, Severity]] = {}
-    soft_404: Soft404Settings = Soft404Settings()
-
-
-DEFAULT_SEVERITY: dict[Verdict, Severity] = {
-    Verdict.OK: Severity.IGNORE,
-    Verdict.REDIRECTED: Severity.IGNORE,
-    Verdict.MOVED_PERMANENTLY: Severity.WARNING,
-    Verdict.BROKEN: Severity.ERROR,
-    Verdict.SOFT_404: Severity.ERROR,
-    Verdict.AMP_RETIRED: Severity.IGNORE,
-    Verdict.AMP_NOT_CACHED: Severity.IGNORE,
-    Verdict.TIMEOUT: Severity.WARNING,
-    Verdict.UNREACHABLE: Severity.ERROR,
-    Verdict.RATE_LIMITED: Severity.WARNING,
-    Verdict.BLOCKED: Severity.WARNING,
-    Verdict.NOT_IMAGE: Severity.ERROR,
-    Verdict.IMAGE_UNREADABLE: Severity.ERROR,
-    Verdict.INVALID_URL: Severity.ERROR,
-    Verdict.SKIPPED: Severity.IGNORE,
-}
-
-
-class ImageSettings(_Section):
+class ImageSettings(Section):
     tolerance_px: Annotated[int, Field(ge=0)] = 0
     aspect_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01
     placeholder_min_uses: Annotated[int, Field(ge=0)] = 3  # same bytes at N URLs/articles of a host; 0: off
 
 
-class AlertSettings(_Section):
+class AlertSettings(Section):
     alert_after: Annotated[int, Field(ge=1, le=100)] = 2
     recover_after: Annotated[int, Field(ge=1, le=100)] = 1
     flap_window: Annotated[int, Field(ge=2, le=64)] = 10  # url.recent holds at most 64 flags
@@ -261,7 +182,7 @@ class AlertSettings(_Section):
     ]
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
     file: str | None = None
@@ -269,26 +190,26 @@ class LogSettings(_Section):
     fields: Literal["native", "otel"] = "native"
 
 
-class ReportSettings(_Section):
+class ReportSettings(Section):
     folder: str = "reports-out"
     file_pattern: str = "report-{run_id}-{date}"
     formats: list[Literal["html", "json", "markdown", "csv"]] = ["html", "json"]
     trend_runs: Annotated[int, Field(ge=1, le=1000)] = 30
 
 
-class NightlyJob(_Section):
+class NightlyJob(Section):
     enabled: bool = True
     cron: str = "30 2 * * *"
     timezone: str = "UTC"
     max_age_hours: NonNegFloat = 26.0  # `monitor status` exits 3 when the last success is older; 0: off
 
 
-class RecheckJob(_Section):
+class RecheckJob(Section):
     enabled: bool = True
     interval_minutes: Annotated[int, Field(ge=1)] = 60
 
 
-class PruneJob(_Section):
+class PruneJob(Section):
     enabled: bool = True
     cron: str = "15 4 * * *"
     timezone: str = "UTC"
@@ -296,7 +217,7 @@ class PruneJob(_Section):
     batch_size: Annotated[int, Field(ge=100)] = 5000
 
 
-class JobSettings(_Section):
+class JobSettings(Section):
     nightly_check: NightlyJob = NightlyJob()
     recheck_failing: RecheckJob = RecheckJob()
     prune_history: PruneJob = PruneJob()
@@ -306,7 +227,7 @@ class JobSettings(_Section):
     stale_after_days: dict[Role, Annotated[int, Field(ge=1)]] = {}
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     """Prometheus metrics: a textfile-collector file per run, and the daemon's HTTP endpoint."""
 
     textfile: str | None = None
@@ -316,7 +237,7 @@ class MetricsSettings(_Section):
     top_hosts: Annotated[int, Field(ge=0, le=1000)] = 10
 
 
-class ArchiveSettings(_Section):
+class ArchiveSettings(Section):
     enabled: bool = False  # opt-in: each lookup tells a third party (archive.org) that a link is dead
     endpoint: str = "https://archive.org"  # or a self-hosted pywb (it serves /wayback/available too)
     ttl_hours: Annotated[float, Field(gt=0)] = 168.0  # a found copy and a "none found" are kept this long
@@ -326,7 +247,7 @@ class ArchiveSettings(_Section):
     max_per_run: Annotated[int, Field(ge=0)] = 500  # lookups per run; the rest wait for the next run
 
 
-class DistributedSettings(_Section):
+class DistributedSettings(Section):
     enabled: bool = False
     queue: str = "link-media-monitor"
     shard_size: Annotated[int, Field(ge=1)] = 2000

@@ -48,6 +48,7 @@ EVENTS: dict[str, list[str]] = {
     "corpus.root_unavailable": ["path", "reason"],
     "host.down": ["host", "count", "sample"],
     "link.blocked": ["url", "host", "reason", "articles", "locations"],
+    "link.title_mismatch": ["url", "host", "reason", "articles", "locations"],
     "host.blocked": ["host", "count", "sample", "reason"],
     "amp.not_cached": ["url", "host", "reason", "articles", "locations"],
     "amp.cache_flipped": ["host", "count", "sample", "reason"],
@@ -60,6 +61,7 @@ EVENTS: dict[str, list[str]] = {
     "archive.unavailable": ["endpoint", "error", "skipped"],
     "metrics.write_failed": ["path", "error"],
     "metrics.listening": ["address", "port"],
+    "fetch.made_up_url": ["url", "status", "failure"],
 }
 
 # The events that page someone (what monitor_alert_events counts), in catalogue order.

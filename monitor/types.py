@@ -54,16 +54,22 @@ class Verdict(StrEnum):
     SKIPPED = "skipped"
     AMP_RETIRED = "amp_retired"
     AMP_NOT_CACHED = "amp_not_cached"
+    TITLE_MISMATCH = "title_mismatch"  # works, but the page's title is not the article's (title drift)
 
     @property
     def is_good(self) -> bool:
         """The URL works (possibly via redirects)."""
-        return self in (Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY, Verdict.AMP_RETIRED)
+        return self in _GOOD
 
     @property
     def is_failure(self) -> bool:
         """Counts towards a failure streak (everything that is neither good nor skipped)."""
         return not self.is_good and self is not Verdict.SKIPPED
+
+
+_GOOD = frozenset(
+    {Verdict.OK, Verdict.REDIRECTED, Verdict.MOVED_PERMANENTLY, Verdict.AMP_RETIRED, Verdict.TITLE_MISMATCH}
+)
 
 
 class Severity(StrEnum):
@@ -176,6 +182,7 @@ class Occurrence:
     raw_url: str
     url: str | None
     declared: Size | None = None
+    title: str | None = None  # of an originalUrl/webUrl/ampWebUrl/cdnAmpWebUrl: its item's title
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,23 @@ class ImageFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class SoftBaseline:
+    """What a made-up URL of one host (and first path segment) answered: the soft-404 baseline.
+
+    ``soft`` is whether it answered 200 (after redirects): then that host serves "not found"
+    pages as ordinary pages, and ``fingerprint``/``title`` describe that page (``monitor.pagesim``).
+    """
+
+    host: str  # host key (``host:port`` off the default port)
+    prefix: str  # the first path segment the probe stands for ("" for pages at the root)
+    url: str  # the made-up URL that was requested
+    status: int
+    soft: bool
+    title: str | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FetchOutcome:
     """Facts about fetching one Target; no judgement (that is verdict.py's job)."""
 
@@ -242,7 +266,10 @@ class FetchOutcome:
     etag: str | None = None
     last_modified: str | None = None
     image_digest: str | None = None  # "sha256 of the first 1 KB:full size:content type" (placeholder images)
-    title: str | None = None  # <title> of an error page read for bot-wall markers (fetch: WALL_SERVERS)
+    title: str | None = None  # <title> of a page body read (or of an error page read for bot-wall markers)
+    og_title: str | None = None  # ``og:title`` of a page body read
+    body_print: str | None = None  # fingerprint of the body read (only on a host with a soft-404 baseline)
+    baseline: SoftBaseline | None = None  # that host's soft-404 baseline, when the body was compared
 
 
 @dataclass(frozen=True, slots=True)

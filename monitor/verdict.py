@@ -11,11 +11,18 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
   be updated to the final URL, which the reason names.
 * ``soft_404`` — a redirect that lands where a removed page lands: the site root, a section or
   index page far shorter than the original path, or a path holding a "not found" marker
-  (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect).
+  (``Soft404Rules``; a redirect to a longer or sibling path stays a redirect); or, on a host
+  whose made-up URLs answer 200 (the outcome carries that ``SoftBaseline``), a page whose body
+  is near-identical to that answer (``pagesim.similarity`` at least ``similarity``) and whose
+  title does not clearly differ from it.
 * ``amp_retired`` — works: an ``ampWebUrl`` with an AMP marker that redirects to a page of its
   site without one (the publisher dropped AMP); informational, not a link to update.
 * ``amp_not_cached`` — a ``cdnAmpWebUrl`` (and nothing else) that answers 404 or redirects to
   the origin: the cache holds no copy; informational.
+* ``title_mismatch`` — works (would be ``ok`` or ``redirected``), but the page body was read
+  (a soft-404 host's page, a GET fallback) and neither its ``<title>`` nor its ``og:title`` is
+  like any title the article gives the URL (``pagesim.title_similarity`` below
+  ``title.threshold``): the link may now point at other content (title drift).
 * ``broken`` — a 4xx/5xx after retries (other than those below), a final 3xx that could not
   be followed, a redirect loop, too many hops, a redirect to another scheme, an oversized answer.
 * ``timeout`` / ``unreachable`` — no answer in time / no answer at all (DNS, refused or reset
@@ -31,10 +38,12 @@ change can be replayed over history. The vocabulary (README: "Verdicts"):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from monitor.config import DEFAULT_SEVERITY, ImageSettings, Soft404Rules, VerdictPolicy
+from monitor.config import ImageSettings
+from monitor.pagesim import similarity, title_similarity
+from monitor.policy import DEFAULT_SEVERITY, Soft404Rules, VerdictPolicy
 from monitor.types import (
     FetchFailure,
     FetchOutcome,
@@ -94,6 +103,7 @@ _ROOT_PAGES = frozenset({"", "index", "home", "default", "start"})  # stems of a
 _EXTENSION = re.compile(r"\.(s?html?|php\d?|aspx?|jsp|cfm)$", re.IGNORECASE)
 _RANK = {Severity.IGNORE: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 _SPACE = re.compile(r"\s+")
+_TITLE_CHECKED = frozenset({Verdict.OK, Verdict.REDIRECTED})  # a working page: its title may have drifted
 
 
 def classify(
@@ -101,11 +111,41 @@ def classify(
     outcome: FetchOutcome,
     policy: VerdictPolicy,
     roles: frozenset[Role] | None = None,
+    titles: Sequence[str] = (),
 ) -> Judgement:
-    """Judge one fetched target; ``roles`` defaults to ``target.roles`` and only shapes severity/reason."""
+    """Judge one fetched target; ``roles`` defaults to ``target.roles`` and only shapes severity/reason.
+
+    ``titles``: what the articles title the URL's page (its item's frontmatter ``title``).
+    """
     used = target.roles if roles is None else roles
     verdict, reason = _verdict(target, outcome, policy, used)
+    if titles and verdict in _TITLE_CHECKED and policy.title.enabled and target.kind is TargetKind.PAGE:
+        drift = title_drift(titles, (outcome.title, outcome.og_title), policy.title.threshold)
+        if drift:
+            verdict, reason = Verdict.TITLE_MISMATCH, drift
     return Judgement(verdict, severity_for(verdict, used, target.host, policy), reason)
+
+
+def title_drift(expected: Sequence[str], found: Iterable[str | None], threshold: float) -> str | None:
+    """Why the page's titles (``<title>``, ``og:title``) match none of the ``expected`` ones, or None.
+
+    None too when the page showed no title: nothing to compare is no mismatch.
+    """
+    best: tuple[float, str, str] | None = None
+    for page in found:
+        for want in expected:
+            score = title_similarity(page, want) if page else None
+            if score is not None and (best is None or score > best[0]):
+                best = (score, page or "", want)
+    if best is None or best[0] >= threshold:
+        return None
+    score, page, want = best
+    return f"page title {_quote(page)} does not match the article's {_quote(want)} (similarity {score:.2f})"
+
+
+def _quote(title: str) -> str:
+    flat = _SPACE.sub(" ", title).strip()
+    return "'" + (flat if len(flat) <= 120 else flat[:119] + "…") + "'"
 
 
 def severity_for(verdict: Verdict, roles: Iterable[Role], host: str, policy: VerdictPolicy) -> Severity:
@@ -216,6 +256,9 @@ def _redirects(
     hops = [hop for hop in outcome.redirects if 300 <= hop.status < 400]
     final = outcome.final_url or outcome.url
     if not hops:  # no redirect answered (a remapped URL's final_url differs without one)
+        missing = _like_missing(target, outcome, policy)
+        if missing:
+            return Verdict.SOFT_404, missing
         accepted = "" if 200 <= status < 300 else " (accepted by policy)"
         return Verdict.OK, f"HTTP {status}{accepted}"
     codes = "/".join(dict.fromkeys(str(hop.status) for hop in hops)) or "redirect"
@@ -225,6 +268,7 @@ def _redirects(
     if target.kind is TargetKind.PAGE and not to_origin:
         rules = policy.soft_404.for_host(target.host)
         evidence = soft_404_evidence(target.url, final, rules) if rules.enabled else None
+        evidence = evidence or _like_missing(target, outcome, policy)
         if evidence:
             return Verdict.SOFT_404, f"{evidence} ({codes}): {final}"
     if Role.AMP in roles and amp_retired(target.url, final):
@@ -236,6 +280,27 @@ def _redirects(
     if to_origin:
         return Verdict.REDIRECTED, f"AMP cache redirects to the origin ({codes}): {final}"
     return Verdict.REDIRECTED, f"temporary redirect ({codes}) to {final}"
+
+
+SAME_TITLE = 0.5  # a page whose title shares less than this with the baseline's is a real page
+
+
+def _like_missing(target: Target, outcome: FetchOutcome, policy: VerdictPolicy) -> str | None:
+    """Evidence that a page is its host's "not found" template (``outcome.baseline``), or None."""
+    base = outcome.baseline
+    if base is None or not base.soft or target.kind is not TargetKind.PAGE:
+        return None
+    rules = policy.soft_404.for_host(target.host)
+    if not (rules.enabled and rules.probe):
+        return None
+    score = similarity(outcome.body_print, base.fingerprint)
+    if score is None or score < rules.similarity:
+        return None
+    if outcome.title and base.title:
+        titles = title_similarity(outcome.title, base.title)
+        if titles is not None and titles < SAME_TITLE:
+            return None
+    return f"same page as a made-up URL on this host (similarity {int(score * 100) / 100:.2f})"
 
 
 def soft_404_evidence(original: str, final: str, rules: Soft404Rules) -> str | None:

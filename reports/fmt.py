@@ -52,6 +52,7 @@ HINTS: dict[str, str] = {
     "soft_404": "remove or replace the link",
     "not_image": "replace the image",
     "image_unreadable": "replace the image",
+    "title_mismatch": "check the link still points at the story",
 }
 
 

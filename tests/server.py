@@ -20,6 +20,11 @@ Routes: /status/{code} /head-405 /head-404 /head-hang /redirect/{n}[?code=] /red
 /echo-headers /cookie-redirect /gone/{story path}?to=[&code=] (a removed story's redirect) /site/{any path}
 and / (200 pages of a site) /forget-counters (benchmarks: flaky and retry-after fail again)
 /wayback/available?url= (an archive's availability API, see ``_r_wayback``).
+Soft 404s: /soft/… answers every path 200: a story (last segment ``story-…``, ``huge-…``: 10 MB)
+or else the same "not found" template; /pages/story-… is a story and any other /pages/ path a 404
+(both take ``?title=`` for the story's title). A made-up URL (last segment ending ``-not-a-page``,
+the checker's soft-404 probe) is a 404 on every route but /soft/: the other routes' parametric
+paths stand for real pages of healthy sites.
 Any route answers HEAD with ``?head_status=N`` (to force the GET fallback). Requests in absolute
 form (``GET http://any.example/status/200``) are served as a forward proxy would, marked ``proxied``.
 """
@@ -32,6 +37,7 @@ import contextlib
 import gzip
 import json
 import mimetypes
+import random
 import socket
 import struct
 import threading
@@ -77,6 +83,57 @@ WALLS: dict[str, tuple[int, list[tuple[str, str]], str]] = {
     "aws-waf": (405, [("x-amzn-waf-action", "captcha")], "Human Verification"),
     "linkedin": (999, [], "Request denied"),
 }
+MADE_UP = "-not-a-page"  # monitor.fetch.soft404.PROBE_SUFFIX
+SITE_TOP = (
+    "<header><a href='/'>Fixture News</a> <nav><a href='/world'>World</a> <a href='/sport'>Sport</a>"
+    " <a href='/culture'>Culture</a> <a href='/weather'>Weather</a></nav> Subscribe to our newsletter"
+    " for the best of Fixture News every morning in your inbox</header>"
+)
+SITE_FOOT = (
+    "<footer>About us Contact Careers Advertise with us Privacy policy Cookie settings Terms of use"
+    " Copyright 2024 Fixture News Media Group all rights reserved</footer>"
+)
+_VOCABULARY = (
+    "city council budget river bridge school teachers union vote election mayor health hospital "
+    "storm flood rescue police court judge trial market shares bank inflation energy prices farmers "
+    "harvest drought festival music film director award museum gallery football match goal coach "
+    "league season injury transfer research university study scientists climate ocean forest fire "
+    "wildlife airport flights railway strike workers factory jobs housing rent tenants minister"
+)
+_WORDS = _VOCABULARY.split()
+
+
+def story_html(slug: str, title: str | None, *, size: int = 0) -> bytes:
+    """A story page of the soft-404 fixture sites: the site's header and footer around ~300 words
+    of text that depend on ``slug``; ``size`` pads the page to that many bytes."""
+    rng = random.Random(slug)
+    text = " ".join(rng.choice(_WORDS) for _ in range(300))
+    heading = title or slug.replace("-", " ").title()
+    page = (
+        f"<!doctype html><html><head><title>{heading} | Fixture News</title>"
+        f'<meta property="og:title" content="{heading}"></head><body>{SITE_TOP}'
+        f"<article><h1>{heading}</h1><p>{text}</p></article>{SITE_FOOT}</body></html>\n"
+    ).encode()
+    if size > len(page):
+        page = page.replace(
+            b"</article>", b"<p>" + b"more words " * ((size - len(page)) // 11) + b"</p></article>"
+        )
+    return page
+
+
+def not_found_html(path: str) -> bytes:
+    """The soft-404 site's "not found" page: one template, echoing the path and a request id."""
+    request_id = sum(path.encode()) * 7919 % 1000003
+    return (
+        "<!doctype html><html><head><title>Page not found | Fixture News</title></head><body>"
+        f"{SITE_TOP}<main><h1>Sorry, we could not find that page</h1><p>The page {path} may have"
+        " been moved, renamed or deleted. Try searching our archive, or browse the latest"
+        " headlines from the sections above. If you followed a link from another site, please let"
+        f" them know it is out of date.</p><p>Reference {request_id}</p></main>{SITE_FOOT}"
+        "</body></html>\n"
+    ).encode()
+
+
 _BOMBS: dict[str, bytes] = {}
 _BOMB_LOCK = threading.Lock()
 
@@ -234,10 +291,13 @@ class FixtureServer:
     def url(self, path: str, host: str = "127.0.0.1", listener: int = 0) -> str:
         return f"http://{host}:{self.ports[listener]}{path}"
 
-    def requests(self, prefix: str = "") -> list[Seen]:
-        """Requests seen so far (finished or not) whose target starts with ``prefix``."""
+    def requests(self, prefix: str = "", *, probes: bool = False) -> list[Seen]:
+        """Requests seen so far (finished or not) whose target starts with ``prefix``; the checker's
+        soft-404 probes (made-up URLs, see MADE_UP) only with ``probes=True``, so tests about other
+        things count the requests for their URLs."""
         with self._lock:
-            return [seen for seen in self._seen if seen.target.startswith(prefix)]
+            seen = [s for s in self._seen if s.target.startswith(prefix)]
+        return seen if probes else [s for s in seen if not s.path.endswith(MADE_UP)]
 
     def peak_by_host(self) -> dict[str, int]:
         """Most requests in flight at once, per Host header."""
@@ -371,6 +431,8 @@ class FixtureServer:
             if self.latency:
                 await asyncio.sleep(self.latency)
             handler = self._routes.get(route, self._r_not_found)
+            if parts[-1].endswith(MADE_UP) and route != "soft":
+                handler = self._r_not_found
             if method == "HEAD" and "head_status" in request.query:  # any route can refuse HEAD
                 keep = await self._respond(conn, request, int(request.q("head_status")))
             else:
@@ -751,6 +813,30 @@ class FixtureServer:
                 }
             )
         return await self._respond(conn, req, 200, body.encode(), content_type="application/json")
+
+    async def _r_soft(self, conn: _Conn, req: _Request) -> bool:
+        """A site that answers every path 200: its stories, or its "not found" template."""
+        slug = req.parts[-1]
+        title = req.q("title") or None
+        if slug.startswith("huge-"):
+            page = story_html(slug, title)
+            return await self._stream(
+                conn, req, 200, BIG_PAGE_BYTES, b"<p>filler words</p>\n" * 512, page, "text/html"
+            )
+        body = (
+            story_html(slug, title)
+            if slug.startswith("story-")
+            else not_found_html(req.target.partition("?")[0])
+        )
+        return await self._respond(conn, req, 200, body, content_type="text/html; charset=utf-8")
+
+    async def _r_pages(self, conn: _Conn, req: _Request) -> bool:
+        """A healthy site: its stories, and a 404 for any other path."""
+        slug = req.parts[-1]
+        if not slug.startswith("story-"):
+            return await self._respond(conn, req, 404, not_found_html(req.target), content_type="text/html")
+        body = story_html(slug, req.q("title") or None)
+        return await self._respond(conn, req, 200, body, content_type="text/html; charset=utf-8")
 
     async def _r_echo_headers(self, conn: _Conn, req: _Request) -> bool:
         body = json.dumps(req.headers, sort_keys=True).encode()

@@ -21,8 +21,9 @@ from monitor.alerts import (
     size_mismatch_event,
     step,
 )
-from monitor.config import DEFAULT_SEVERITY, AlertSettings
+from monitor.config import AlertSettings
 from monitor.logs import EVENTS
+from monitor.policy import DEFAULT_SEVERITY
 from monitor.types import Judgement, Severity, Size, SizeCheck, Verdict
 
 # One letter per run; f/u page (error), m/g are good, the rest are neutral under the defaults.

@@ -18,7 +18,16 @@ PRODUCT = ("monitor", "jobs", "reports")
 
 # lowest first; a package is named by its dotted prefix
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("monitor.types", "monitor.textsafe", "monitor.clock", "monitor.aio", "monitor.signals"),
+    (
+        "monitor.types",
+        "monitor.textsafe",
+        "monitor.clock",
+        "monitor.aio",
+        "monitor.signals",
+        "monitor.pagesim",
+        "monitor.sections",
+    ),
+    ("monitor.policy",),
     ("monitor.config",),
     ("monitor.hostnames",),
     ("monitor.urls", "monitor.logs", "monitor.progress"),

@@ -136,7 +136,7 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
     assert {"reports_written_at", "roots"} <= {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008a"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008b"
 
 
 def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(

@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.config import Soft404Rules, Soft404Settings, VerdictPolicy, load_settings
+from monitor.config import load_settings
+from monitor.policy import Soft404Rules, Soft404Settings, VerdictPolicy
 from monitor.run.check import run_check
 from monitor.store.db import open_engine
 from monitor.store.models import ResultRow, UrlRow

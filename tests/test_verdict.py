@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from monitor.config import ImageSettings, VerdictPolicy
+from monitor.config import ImageSettings
+from monitor.policy import VerdictPolicy
 from monitor.types import (
     FetchFailure,
     FetchOutcome,

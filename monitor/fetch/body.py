@@ -25,7 +25,7 @@ from monitor.fetch.headers import header_dict
 from monitor.fetch.transport import bodyless_request
 from monitor.probe.sniff import ImageProbe
 
-__all__ = ["WALL_BYTES", "WALL_SERVERS", "WALL_STATUSES", "BodyReader", "page_title"]
+__all__ = ["WALL_BYTES", "WALL_SERVERS", "WALL_STATUSES", "BodyReader", "og_title", "page_title"]
 
 DISCARD_LIMIT = 16 * 1024  # unwanted bodies up to this size are read so the connection is reused
 DISCARD_WAIT = 0.5
@@ -36,6 +36,9 @@ WALL_STATUSES = frozenset({403, 503})
 WALL_BYTES = 8 * 1024
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
+_META = re.compile(rb"<meta\b[^>]*>", re.IGNORECASE)
+_OG_TITLE = re.compile(rb"""property\s*=\s*["']?og:title\b""", re.IGNORECASE)
+_CONTENT = re.compile(rb"""content\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE | re.DOTALL)
 
 
 def page_title(data: bytes) -> str | None:
@@ -45,6 +48,19 @@ def page_title(data: bytes) -> str | None:
         return None
     text = html.unescape(match.group(1).decode("utf-8", "replace"))
     return _SPACES.sub(" ", text).strip()[:200] or None
+
+
+def og_title(data: bytes) -> str | None:
+    """The ``<meta property="og:title" content="...">`` of an HTML prefix, like ``page_title``."""
+    for tag in _META.finditer(data):
+        text = tag.group(0)
+        if _OG_TITLE.search(text):
+            content = _CONTENT.search(text)
+            if content is None:
+                return None
+            value = html.unescape((content.group(1) or content.group(2) or b"").decode("utf-8", "replace"))
+            return _SPACES.sub(" ", value).strip()[:200] or None
+    return None
 
 
 def _range_total(content_range: str | None) -> int | None:
@@ -90,11 +106,13 @@ class BodyReader:
         *,
         finish: bool = True,
         offset: int = 0,
+        keep: bytearray | None = None,
     ) -> None:
         """Read decoded bytes until the probe answers or ``cap`` is reached; never drain the rest.
 
         ``offset`` counts bytes already read by an earlier Range request of the same image;
-        with ``finish=False`` an unanswered probe is left open for a follow-up request.
+        with ``finish=False`` an unanswered probe is left open for a follow-up request; ``keep``
+        collects the bytes read (a page whose title and fingerprint are wanted).
         """
         decoder = Decoder(headers.get("content-encoding"))
         stats = self._stats
@@ -108,6 +126,8 @@ class BodyReader:
                     consumed += len(data)
                     stats.bytes_read += len(data)
                     p.bytes_read = consumed
+                    if keep is not None:
+                        keep += data
                     if probe is not None and data:
                         if len(p.head) < DIGEST_WINDOW:
                             p.head += data[: DIGEST_WINDOW - len(p.head)]
@@ -120,6 +140,16 @@ class BodyReader:
         finally:
             if finish and probe is not None and p.image is None:
                 p.image = probe.finish()  # at EOF, at the cap, or on a broken stream: what we have
+
+    async def read_page(
+        self, response: httpx.Response, headers: dict[str, str], cap: int, p: Progress
+    ) -> bytes:
+        """Read at most ``cap`` bytes of a page and keep its titles (``p.title``, ``p.og_title``)."""
+        keep = bytearray()
+        await self.read(response, headers, cap, None, p, keep=keep)
+        data = bytes(keep)
+        p.title, p.og_title = page_title(data), og_title(data)
+        return data
 
     async def read_image(
         self, response: httpx.Response, headers: dict[str, str], cap: int, p: Progress

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, Target
+from monitor.types import FetchFailure, FetchOutcome, Hop, ImageFacts, SoftBaseline, Target
 from monitor.urls import redact_url
 
 __all__ = [
@@ -60,6 +60,9 @@ class Progress:
     __slots__ = (
         "_fresh",
         "attempts",
+        "baseline",
+        "body_cap",
+        "body_print",
         "bytes_read",
         "detail",
         "failure",
@@ -68,6 +71,7 @@ class Progress:
         "hops",
         "image",
         "method",
+        "og_title",
         "phase",
         "retry_after",
         "status",
@@ -88,6 +92,10 @@ class Progress:
         self.detail = ""
         self.retry_after: float | None = None
         self.title: str | None = None
+        self.og_title: str | None = None
+        self.body_print: str | None = None
+        self.body_cap: int | None = None  # a page read with GET at most this far (else page_body_cap)
+        self.baseline: SoftBaseline | None = None  # set: the body is fingerprinted and compared
         self.head = b""  # the first DIGEST_WINDOW bytes of an image body
         self.phase = "starting"
         self._fresh = False
@@ -101,6 +109,7 @@ class Progress:
             self._fresh = False
             self.hops = []
             self.status = self.headers = self.image = self.failure = self.retry_after = self.title = None
+            self.og_title = self.body_print = None
             self.bytes_read = 0
             self.head = b""
             self.detail = ""
@@ -140,6 +149,7 @@ class FetchStats:
     deduplicated: int = 0  # fetch() calls that joined an identical fetch already in flight
     requests: int = 0  # HTTP requests sent (every hop of every attempt)
     retries: int = 0
+    soft_probes: int = 0  # made-up URLs requested (``soft404``)
     bytes_read: int = 0  # decoded body bytes consumed
     bytes_received: int = 0  # body bytes as received, before decoding
     in_flight: int = 0
@@ -172,6 +182,9 @@ def outcome(target: Target, p: Progress, elapsed: float) -> FetchOutcome:
         etag=headers.get("etag"),
         last_modified=headers.get("last-modified"),
         title=p.title,
+        og_title=p.og_title,
+        body_print=p.body_print,
+        baseline=p.baseline,
         image_digest=image_digest(p, headers),
     )
 

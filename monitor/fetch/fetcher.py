@@ -57,9 +57,12 @@ from monitor.fetch.headers import RequestHeaders, credentials_as_header, header_
 from monitor.fetch.hosts import HostLimiter, ProcessLimits, host_settings
 from monitor.fetch.redirects import REDIRECT_STATUSES, ChainCookies, fetchable_url, follow
 from monitor.fetch.retry import backoff, parse_retry_after, should_retry
+from monitor.fetch.soft404 import SoftProbes, echoes, learned
 from monitor.fetch.transport import SessionTransport, bodyless_request
 from monitor.fetch.transport_h2 import Http2Transport
-from monitor.types import FetchFailure, FetchOutcome, Target, TargetKind
+from monitor.pagesim import fingerprint
+from monitor.policy import Soft404Rules
+from monitor.types import FetchFailure, FetchOutcome, SoftBaseline, Target, TargetKind
 from monitor.urls import host_key, redact_url
 
 __all__ = ["Fetcher"]
@@ -81,13 +84,15 @@ class Fetcher:
         gate: Callable[[], Awaitable[None]] | None = None,
         on_retry_wait: Callable[[Target, bool], None] | None = None,
         limits: ProcessLimits | None = None,
+        soft404: SoftProbes | None = None,
     ) -> None:
         """``gate`` is awaited before every request sent, retries and redirect hops included
         (a distributed shard uses it to stop at once when it no longer owns its hosts).
         ``on_retry_wait(target, True)`` is called when a fetch starts sleeping before a retry
         and ``(target, False)`` when it wakes: it holds no slot meanwhile, and a dispatcher
         may lend its turn to another target. ``limits``: global slots and host limits shared
-        with other fetchers of this process (default: this fetcher's own)."""
+        with other fetchers of this process (default: this fetcher's own). ``soft404``: probe each
+        page's host and prefix with a made-up URL first (``soft404.SoftProbes``; None: never)."""
         self._http = http
         self._gate = gate
         self._on_retry_wait = on_retry_wait
@@ -108,6 +113,7 @@ class Fetcher:
         self._transport: SessionTransport | Http2Transport | None = None
         self._bodies: BodyReader | None = None
         self._global: asyncio.Semaphore | None = None
+        self._soft = soft404
 
     @property
     def limiter(self) -> HostLimiter:
@@ -156,6 +162,8 @@ class Fetcher:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._soft is not None:
+            await self._soft.aclose()
         pending = list(self._inflight.values())
         for task in pending:
             task.cancel()
@@ -203,11 +211,13 @@ class Fetcher:
 
     # --- one URL -----------------------------------------------------------------------------
 
-    async def _fetch_one(self, target: Target) -> FetchOutcome:
+    async def _fetch_one(self, target: Target, probe_cap: int | None = None) -> FetchOutcome:
+        """One fetch; with ``probe_cap``, a soft-404 probe (already remapped; GET, body read to the cap)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        text = self._remapped(target.url)
-        progress = Progress(text, "GET" if target.kind is TargetKind.IMAGE else "HEAD")
+        text = self._remapped(target.url) if probe_cap is None else target.url
+        progress = Progress(text, "GET" if target.kind is TargetKind.IMAGE or probe_cap else "HEAD")
+        progress.body_cap = probe_cap
         # Normal already, unless remapped or given by a caller: read as a browser reads it, so the
         # guard sees the parsed host (every numeric IPv4 spelling in dotted form).
         try:
@@ -220,15 +230,32 @@ class Fetcher:
         key = host_key(text)
         extra = host_settings(self._http.hosts, key)
         total = extra.total_timeout if extra and extra.total_timeout else self._http.total_timeout
+        method = progress.method
         try:
             async with asyncio.timeout(total) as deadline:
-                await self._attempts(target, url, key, progress, deadline)
+                if self._soft is not None and method == "HEAD":
+                    settled, base = self._soft.known(text, key)
+                    if not settled:
+                        progress.phase = "waiting for the soft-404 probe of its host"
+                        base = await self._soft.baseline(text, key, target.host, self._probe)
+                    if base is not None:  # a host answering 200 for made-up URLs: read and compare
+                        method = progress.method = "GET"
+                        progress.baseline = base
+                        progress.body_cap = self._soft.rules(target.host).body_limit
+                await self._attempts(target, url, key, progress, deadline, method)
         except TimeoutError:
             if not deadline.expired():
                 raise
             progress.failure = FetchFailure.TIMEOUT
             progress.detail = f"total deadline of {total:g} s exceeded while {progress.phase}"
         return outcome(target, progress, loop.time() - started)
+
+    async def _probe(self, text: str, key: str, prefix: str, rules: Soft404Rules) -> SoftBaseline | None:
+        """GET one made-up URL (``soft404``) like a page of a soft-404 host: what its answer teaches."""
+        self.stats.soft_probes += 1
+        found = await self._fetch_one(Target(text, key, TargetKind.PAGE), rules.body_limit)
+        log.debug("fetch.made_up_url", url=redact_url(text), status=found.status, failure=found.failure)
+        return learned(found, key, prefix)
 
     def _remapped(self, url: str) -> str:
         """The first matching ``http.remap`` rule rewrites the URL (Python ``re.sub`` syntax)."""
@@ -238,12 +265,11 @@ class Fetcher:
         return url
 
     async def _attempts(
-        self, target: Target, url: httpx.URL, key: str, p: Progress, deadline: asyncio.Timeout
+        self, target: Target, url: httpx.URL, key: str, p: Progress, deadline: asyncio.Timeout, method: str
     ) -> None:
-        """HEAD (pages) then GET, retried with backoff; returns when the facts are final."""
+        """``method`` (HEAD for most pages) then GET, retried with backoff, until the facts are final."""
         http = self._http
         image = target.kind is TargetKind.IMAGE
-        method = "GET" if image else "HEAD"
         use_range = image and http.image_range_request
         retries = 0
         loop = asyncio.get_running_loop()
@@ -386,8 +412,12 @@ class Fetcher:
         if method == "GET" and 200 <= status < 300:
             if target.kind is TargetKind.IMAGE:
                 await bodies.read_image(response, headers, self._http.image_byte_cap, p)
-            elif self._http.page_body_cap:
-                await bodies.read(response, headers, self._http.page_body_cap, None, p)
+            else:
+                cap = p.body_cap if p.body_cap is not None else self._http.page_body_cap
+                if cap:
+                    data = await bodies.read_page(response, headers, cap, p)
+                    if p.body_cap is not None:  # a soft-404 host's page, or its probe
+                        p.body_print = fingerprint(data, echoes(target.url, text))
         elif method == "GET" and status in WALL_STATUSES and _wall_server(headers):
             await bodies.read_title(response, headers, p)
         else:

@@ -59,6 +59,7 @@ _EMBED_ATTRS = {
 }
 _NOT_RESOURCES = ("mailto:", "tel:", "sms:", "javascript:", "data:")
 _MAX_VALUE_CHARS = 200
+_MAX_TITLE_CHARS = 500  # an item's title as kept with its URLs
 _MAX_URL_VALUE_CHARS = 8192  # above any max_url_length worth using; a megabyte "URL" is clipped
 
 
@@ -97,12 +98,20 @@ class _Collector:
         self.findings: list[Finding] = []
 
     def url(
-        self, location: str, role: Role, raw: str, related: bool, declared: Size | None = None
+        self,
+        location: str,
+        role: Role,
+        raw: str,
+        related: bool,
+        declared: Size | None = None,
+        title: str | None = None,
     ) -> str | None:
         """Record one URL; returns its normal form, or None (with a finding) when invalid."""
         normal = normalise_url(raw, max_length=self.max_url_length)
         if isinstance(normal, InvalidUrl):
-            self.occurrences.append(Occurrence(self.article, location, role, related, raw, None, declared))
+            self.occurrences.append(
+                Occurrence(self.article, location, role, related, raw, None, declared, title)
+            )
             self.findings.append(
                 Finding(
                     self.article,
@@ -113,7 +122,9 @@ class _Collector:
                 )
             )
             return None
-        self.occurrences.append(Occurrence(self.article, location, role, related, raw, normal, declared))
+        self.occurrences.append(
+            Occurrence(self.article, location, role, related, raw, normal, declared, title)
+        )
         return normal
 
     def wrong_type(self, location: str, expected: str, value: object) -> None:
@@ -168,10 +179,12 @@ def _images(c: _Collector, value: object, location: str, related: bool) -> None:
 def _item(c: _Collector, item: Mapping[Any, object], prefix: str, related: bool) -> None:
     """One article-like mapping: the article itself, or one of its related items."""
     normal: dict[str, str | None] = {}
+    title = item.get("title")  # what the item's pages should be titled (title drift)
+    own = (title.strip()[:_MAX_TITLE_CHARS] or None) if isinstance(title, str) else None
     for name, role in _URL_FIELDS:
         raw = c.text(prefix + name, item.get(name))
         if raw is not None:
-            normal[name] = c.url(prefix + name, role, raw, related)
+            normal[name] = c.url(prefix + name, role, raw, related, title=own)
     _images(c, item.get("images"), prefix + "images", related)
     provider = item.get("provider")
     if isinstance(provider, Mapping):  # a provider given as plain text has no images: not an error

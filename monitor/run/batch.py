@@ -120,6 +120,7 @@ def _judge(
     prev: dict[str, object] | None,
     roles: frozenset[Role],
     settings: Settings,
+    titles: Sequence[str] = (),
 ) -> tuple[FetchOutcome, Judgement]:
     """Classify an outcome; a 304 keeps the previous verdict and facts (severity follows today's policy)."""
     if outcome.method == IGNORED_METHOD:
@@ -129,7 +130,7 @@ def _judge(
         reason = str(prev["reason"]).removesuffix(ACKNOWLEDGED).removesuffix(NOT_MODIFIED)
         severity = severity_for(verdict, roles, target.host, settings.verdicts)
         return _facts_from_previous(outcome, prev), Judgement(verdict, severity, reason + NOT_MODIFIED)
-    return outcome, classify(target, outcome, settings.verdicts, roles)
+    return outcome, classify(target, outcome, settings.verdicts, roles, titles)
 
 
 class BatchGuard(Protocol):
@@ -175,7 +176,8 @@ def save_results(
                 etag=planned.target.etag,
                 last_modified=planned.target.last_modified,
             )
-            outcome, judgement = _judge(target, raw, prevs.get(uid), roles, settings)
+            titles = [o.title for o in here if o.title] if raw.title or raw.og_title else []
+            outcome, judgement = _judge(target, raw, prevs.get(uid), roles, settings, titles)
             silent = uid in acked  # acknowledged: reported apart, never an error, never alerted
             if silent and judgement.verdict.is_good:
                 recovered.append(uid)
@@ -237,6 +239,14 @@ def save_results(
                 and (state is None or state.last_verdict != "blocked")
             ):
                 events.append(alerts.blocked_event(target.url, target.host, judgement.reason, occ_dicts))
+            if (
+                not silent
+                and judgement.verdict is Verdict.TITLE_MISMATCH
+                and (state is None or state.last_verdict != Verdict.TITLE_MISMATCH.value)
+            ):
+                events.append(
+                    alerts.title_mismatch_event(target.url, target.host, judgement.reason, occ_dicts)
+                )
             if (  # a change from a checked state: a cache that flips is one grouped event
                 not silent
                 and judgement.verdict is Verdict.AMP_NOT_CACHED

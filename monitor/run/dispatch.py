@@ -26,6 +26,7 @@ from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter, ProcessLimits
 from monitor.run.batch import ignore_reason, ignored_outcome, save_results, write_with_retry
+from monitor.run.soft404 import open_probes, save_probes
 from monitor.store import plan as store
 from monitor.types import FetchFailure, FetchOutcome, Target
 
@@ -63,11 +64,9 @@ def effective_concurrency(wanted: int) -> int:
 
 @dataclass(slots=True)
 class Source:
-    """One cursor over the plan: the shared one (``MAIN``) or a bound host's own.
-
-    Each source keeps between ``page`` and two pages of its targets loaded, so one host's
-    backlog never stops the loading of the others' work, and memory stays bounded.
-    """
+    """One cursor over the plan: the shared one (``MAIN``) or a bound host's own. Each keeps between
+    ``page`` and two pages loaded, so one host's backlog never stops the loading of the others'
+    work, and memory stays bounded."""
 
     page: int
     buffered: int = 0
@@ -186,8 +185,7 @@ class HostQueue:
         self._wake_one()
 
     def reclaim(self, host: str) -> None:
-        """The sleeper woke: it counts again (the host may be one over its limit for a moment;
-        the fetcher's own host slot still holds the requests in flight to the limit)."""
+        """The sleeper counts again (one over the limit for a moment: the fetcher's host slot holds)."""
         self._busy[host] += 1
 
     async def wait(self) -> None:
@@ -249,14 +247,17 @@ class Run:
         writer = self.writer = asyncio.create_task(self._writer())
         try:
             http = self.settings.http.model_copy(update={"concurrency": self.concurrency})
+            probes = await open_probes(self.settings.verdicts.soft_404, self.engine)
             async with Fetcher(
                 http,
                 self.settings.safety,
                 gate=self.request_gate,
                 on_retry_wait=self._retry_wait,
                 limits=self.limits,
+                soft404=probes,
             ) as fetcher:
                 await self._dispatch(fetcher)
+            await save_probes(probes, self.engine)
         finally:
             if not writer.done():
                 await self._emit(None)

@@ -31,8 +31,8 @@ class KnownFile:
     deleted: bool
 
 
-# (url, raw_url, location, role, related, declared width, declared height)
-OccurrenceRow = tuple[str | None, str, str, str, bool, int | None, int | None]
+# (url, raw_url, location, role, related, declared width, declared height, item title)
+OccurrenceRow = tuple[str | None, str, str, str, bool, int | None, int | None, str | None]
 # (location, kind, message, value, expected)
 FindingRow = tuple[str, str, str, str | None, str | None]
 
@@ -70,6 +70,7 @@ class Parsed:
                     o.related,
                     o.declared.width if o.declared else None,
                     o.declared.height if o.declared else None,
+                    o.title,
                 )
                 for o in occurrences
             ],
@@ -234,9 +235,10 @@ def save_parsed(engine: Engine, batch: Sequence[Parsed], known: dict[str, KnownF
                 "related": related,
                 "declared_width": width,
                 "declared_height": height,
+                "title": title,
             }
             for aid, p in zip(ids, batch, strict=True)
-            for url, raw, location, role, related, width, height in p.occurrences
+            for url, raw, location, role, related, width, height, title in p.occurrences
         ]
         find_rows = [
             {

@@ -103,6 +103,7 @@ class OccurrenceRow(SQLModel, table=True):
     related: bool = False
     declared_width: int | None = None
     declared_height: int | None = None
+    title: str | None = Field(default=None, sa_type=Text)  # a related item's own title (title drift)
 
 
 class FindingRow(SQLModel, table=True):
@@ -305,3 +306,21 @@ class RunEventRow(SQLModel, table=True):
     shard_id: int
     name: str = Field(max_length=64)
     payload: str = Field(sa_type=Text)  # JSON
+
+
+class SoftBaselineRow(SQLModel, table=True):
+    """What a made-up URL of a host and first path segment answered when last probed (soft 404s).
+
+    Reused while younger than ``baseline_ttl_hours``, so a rerun sends no probe; ``soft``: it
+    answered 200, and ``fingerprint``/``title`` describe that "not found" page.
+    """
+
+    __tablename__ = "soft_baseline"
+    host: str = Field(primary_key=True, max_length=300)
+    prefix: str = Field(primary_key=True, max_length=300)
+    probed_at: datetime = Field(index=True)
+    url: str = Field(sa_type=Text)
+    status: int
+    soft: bool = False
+    title: str | None = Field(default=None, sa_type=Text)
+    fingerprint: str | None = Field(default=None, sa_type=Text)

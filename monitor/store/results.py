@@ -19,6 +19,8 @@ from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHEC
 from monitor.types import Role, Size
 
 IMAGE_ROLES = tuple(role.value for role in Role if role.is_image)
+# the pages that carry their item's title (title drift)
+TITLED_ROLES = frozenset({Role.ORIGINAL, Role.WEB, Role.AMP, Role.CDN_AMP})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class OccurrenceInfo:
     location: str
     role: Role
     declared: Size | None
+    title: str | None = None  # the title its page should carry (its item's; the article's by default)
 
 
 def occurrences_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, list[OccurrenceInfo]]:
@@ -44,14 +47,20 @@ def occurrences_for(conn: Connection, url_ids: Sequence[int]) -> dict[int, list[
             OCCURRENCES.c.role,
             OCCURRENCES.c.declared_width,
             OCCURRENCES.c.declared_height,
+            OCCURRENCES.c.title,
+            OCCURRENCES.c.related,
+            ARTICLES.c.title,
         )
         .select_from(OCCURRENCES.join(ARTICLES, OCCURRENCES.c.article_id == ARTICLES.c.id))
         .where(OCCURRENCES.c.url_id.in_(list(url_ids)))
         .order_by(OCCURRENCES.c.url_id, OCCURRENCES.c.id)
     )
-    for uid, oid, path, location, role, w, h in conn.execute(query):
+    for uid, oid, path, location, role, w, h, title, related, article_title in conn.execute(query):
         declared = Size(w, h) if w is not None and h is not None else None
-        out.setdefault(uid, []).append(OccurrenceInfo(oid, path, location, Role(role), declared))
+        kind = Role(role)
+        if title is None and not related and kind in TITLED_ROLES:  # stored before titles were
+            title = article_title
+        out.setdefault(uid, []).append(OccurrenceInfo(oid, path, location, kind, declared, title))
     return out
 
 

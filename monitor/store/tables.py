@@ -23,6 +23,7 @@ from monitor.store.models import (
     RunRow,
     RunShardRow,
     SizeCheckRow,
+    SoftBaselineRow,
     StateChangeRow,
     UrlRow,
 )
@@ -48,5 +49,6 @@ RUN_FANOUT = _table(RunFanoutRow)
 RUNS = _table(RunRow)
 RUN_SHARDS = _table(RunShardRow)
 SIZE_CHECKS = _table(SizeCheckRow)
+SOFT_BASELINES = _table(SoftBaselineRow)
 STATE_CHANGES = _table(StateChangeRow)
 URLS = _table(UrlRow)
