@@ -48,7 +48,8 @@ def write_config(work: Path, db: str, schema: str, args: argparse.Namespace, dis
         "processes = 1\ntotal_timeout = 10\nread_timeout = 10\nmax_retries = 2\n"
         "[jobs]\nlock_ttl_seconds = 60\nshutdown_grace_seconds = 1\n"
         f"[distributed]\nenabled = {'true' if distributed else 'false'}\n"
-        f"shard_size = {args.shard_size}\nworker_concurrency = {args.shards_at_once}\n"
+        f"shard_size = {args.shard_size}\nhost_split_threshold = {args.split_threshold}\n"
+        f"worker_concurrency = {args.shards_at_once}\n"
         "heartbeat_seconds = 1\nstall_seconds = 30\n"
         '[logging]\nformat = "json"\nlevel = "warning"\n'
     )
@@ -160,6 +161,12 @@ def main() -> None:
     ap.add_argument("--per-host", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--shard-size", type=int, default=2000)
+    ap.add_argument(
+        "--split-threshold",
+        type=int,
+        default=2000,
+        help="[distributed] host_split_threshold: bigger hosts become slices with shares of the limit",
+    )
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--shards-at-once", type=int, default=4, help="[distributed] worker_concurrency")
     ap.add_argument("--seed", type=int, default=1)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, or_, select, update
 
 from monitor.store.db import executemany, insert_ignore
 from monitor.store.tables import ARTICLES, OCCURRENCES, RESULTS, RUNS, SIZE_CHECKS, STATE_CHANGES, URLS
@@ -147,13 +147,21 @@ def mark_placeholders(conn: Connection, run_id: int, min_uses: int) -> int:
     Sets ``placeholder_uses`` to the larger count (NULL elsewhere); returns the rows marked. Run
     once the run's results are all written (it looks at all of them); ``min_uses = 0`` is off.
     """
-    conn.execute(update(RESULTS).where(RESULTS.c.run_id == run_id).values(placeholder_uses=None))
+    conn.execute(
+        update(RESULTS)
+        .where(RESULTS.c.run_id == run_id, RESULTS.c.placeholder_uses.is_not(None))
+        .values(placeholder_uses=None)
+    )
     if min_uses <= 0:
         return 0
     urls = func.count(func.distinct(RESULTS.c.url_id))
     articles = func.count(func.distinct(OCCURRENCES.c.article_id))
-    groups = conn.execute(
-        select(URLS.c.host, RESULTS.c.image_digest, urls, articles)
+    groups = (
+        select(
+            URLS.c.host.label("host"),
+            RESULTS.c.image_digest.label("digest"),
+            case((urls >= articles, urls), else_=articles).label("uses"),
+        )
         .select_from(
             RESULTS.join(URLS, URLS.c.id == RESULTS.c.url_id).outerjoin(
                 OCCURRENCES,
@@ -163,13 +171,19 @@ def mark_placeholders(conn: Connection, run_id: int, min_uses: int) -> int:
         .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest.is_not(None))
         .group_by(URLS.c.host, RESULTS.c.image_digest)
         .having(or_(urls >= min_uses, articles >= min_uses))
-    ).all()
-    marked = 0
-    for host, digest, n_urls, n_articles in groups:
-        ids = select(URLS.c.id).where(URLS.c.host == host)
-        marked += conn.execute(
+        .subquery()
+    )
+    # one statement, not one per (host, digest): a corpus with a few stock images per host has
+    # hundreds of groups, and a round trip each made this the longest step of a run's close
+    same_host = select(URLS.c.id).where(URLS.c.id == RESULTS.c.url_id, URLS.c.host == groups.c.host)
+    return int(
+        conn.execute(
             update(RESULTS)
-            .where(RESULTS.c.run_id == run_id, RESULTS.c.image_digest == digest, RESULTS.c.url_id.in_(ids))
-            .values(placeholder_uses=max(int(n_urls), int(n_articles)))
+            .where(
+                RESULTS.c.run_id == run_id,
+                RESULTS.c.image_digest == groups.c.digest,
+                same_host.exists(),
+            )
+            .values(placeholder_uses=groups.c.uses)
         ).rowcount
-    return marked
+    )
