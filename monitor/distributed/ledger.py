@@ -70,8 +70,8 @@ def slice_bounds(
     )
     ends = list(itertools.accumulate(sizes))
     part = case(*((inner.c.rank <= end, no) for no, end in enumerate(ends[:-1])), else_=len(ends) - 1)
-    rows = conn.execute(select(func.min(inner.c.id), func.max(inner.c.id)).group_by(part).order_by(part))
-    return [(int(lo), int(hi)) for lo, hi in rows]
+    rows = select(func.min(inner.c.id), func.max(inner.c.id)).group_by(part).order_by(part)
+    return [(int(lo), int(hi)) for lo, hi in conn.execute(rows)]
 
 
 def create_shards(
@@ -81,6 +81,7 @@ def create_shards(
     out: list[int] = []
     for no, spec in enumerate(specs):
         lo_hi = bounds[spec.hosts[0]][spec.part] if spec.part is not None else (None, None)
+        row = {"state": "queued", "attempt": 1, "requeues": 0, "checked": 0, "heartbeat_at": func.now()}
         shard_id = conn.execute(
             insert(RUN_SHARDS)
             .values(
@@ -91,11 +92,7 @@ def create_shards(
                 url_hi=lo_hi[1],
                 host_share=spec.share,
                 url_count=spec.url_count,
-                state="queued",
-                attempt=1,
-                requeues=0,
-                checked=0,
-                heartbeat_at=func.now(),
+                **row,
             )
             .returning(RUN_SHARDS.c.id)
         ).scalar_one()
