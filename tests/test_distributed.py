@@ -34,7 +34,7 @@ from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST_SIZES = (60, 60, 60, 240)  # URLs per fixture-server listener; the last host is split in 2
+HOST_SIZES = (60, 60, 60, 240)  # URLs per fixture-server listener
 PER_HOST = 2
 EVENT_NAMES = {
     "link.broken",
@@ -69,13 +69,14 @@ def test_plan_starts_the_shard_that_paces_the_run_first() -> None:
         "mid.test": 700,
         **{f"s{i}.test": 50 for i in range(8)},
     }
-    planned = shards.plan(counts, shard_size=400, split_threshold=800, concurrency=64, per_host=8)
+    planned = shards.plan(
+        counts, shard_size=400, split_threshold=800, concurrency=16, per_host=8, shards_at_once=8
+    )
     firsts = [(s.hosts[0], s.part) for s in planned]
-    assert firsts[:5] == [("z-giant.test", p) for p in range(5)]  # 2,000 URLs over 8 slots: 250
-    assert sorted(firsts[5:8]) == [("a-giant.test", p) for p in range(3)]  # 900 over 8: about 112
-    assert planned[8].hosts[0] == "mid.test"  # 700 / 8 outlasts every packed shard of small hosts
-    assert [s.share for s in planned[:5]] == [2, 2, 2, 1, 1]
-    assert [s.url_count for s in planned[:5]] == [500, 500, 500, 250, 250]  # URLs follow the shares
+    assert firsts[:4] == [("z-giant.test", p) for p in range(4)]  # 2,000 URLs over 8 slots: 250
+    assert sorted(firsts[4:7]) == [("a-giant.test", p) for p in range(3)]  # 900 over 8: about 112
+    assert planned[7].hosts[0] == "mid.test"  # 700 / 8 outlasts every packed shard of small hosts
+    assert [(s.url_count, s.share) for s in planned[:4]] == [(500, 2)] * 4  # 16 / 8 slots a shard
 
 
 def test_plan_splits_a_giant_host_into_slices_whose_shares_add_up_to_its_limit() -> None:
@@ -88,6 +89,12 @@ def test_plan_splits_a_giant_host_into_slices_whose_shares_add_up_to_its_limit()
     assert sorted(s.part for s in big if s.part is not None) == [0, 1, 2, 3] and {s.parts for s in big} == {4}
     assert [(s.url_count, s.share) for s in big] == [(350, 2), (350, 2), (175, 1), (175, 1)]
     assert next(s for s in planned if s.hosts == ("small.test",)).share is None
+    # a host whose limit fits in what one shard gets on a busy worker (64 / 4 = 16 slots) is not split
+    assert [
+        s.share
+        for s in shards.plan({"big.test": 1050}, 300, 1000, concurrency=64, per_host=16, shards_at_once=4)
+    ] == [None]
+    assert len(shards.plan({"big.test": 1050}, 300, 1000, concurrency=64, per_host=17, shards_at_once=4)) == 2
     # a limit below the slice count caps the slices; a limit of 1 or a spaced host is never split
     capped = shards.plan({"big.test": 1050}, shard_size=300, split_threshold=1000, limits={"big.test": 2})
     assert [(s.url_count, s.share) for s in capped] == [(525, 1), (525, 1)]
@@ -490,7 +497,7 @@ def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
         )
         shard_count = conn.execute(select(func.count()).select_from(RunShardRow)).scalar_one()
     assert remote == local and len(local) == len(farm.urls)
-    assert shard_count == 4  # two packed small-host shards + two slices of the giant host (limit 2)
+    assert shard_count == 4  # one per host: the big host's limit, 2, fits in a shard's 8 / 4 slots
     log_keys = ("event", "level", "logger", "timestamp")
     emitted = [
         (e["event"], {k: v for k, v in e.items() if k not in log_keys})

@@ -97,11 +97,11 @@ def test_a_host_split_over_workers_never_exceeds_its_limit(server: FixtureServer
             f'database_url = "{db_url}"\n'
             f'[corpus]\nroots = ["{tmp_path}/corpus"]\n'
             "[safety]\nallow_private = true\n"
-            f"[http]\nconcurrency = 16\nper_host_concurrency = {PER_HOST}\n"
+            f"[http]\nconcurrency = 8\nper_host_concurrency = {PER_HOST}\n"
             "max_retries = 1\nbackoff_base = 0.01\nbackoff_max = 0.05\n"
             "[jobs]\nlock_ttl_seconds = 10\nshutdown_grace_seconds = 1\n"
             "[distributed]\nenabled = true\nshard_size = 110\nhost_split_threshold = 200\n"
-            "heartbeat_seconds = 0.5\nstall_seconds = 5\n"
+            "worker_concurrency = 4\nheartbeat_seconds = 0.5\nstall_seconds = 5\n"
             '[logging]\nformat = "json"\n'
         )
         base = [sys.executable, "-m", "monitor.cli", "-c", str(config)]

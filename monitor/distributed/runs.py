@@ -147,6 +147,7 @@ def plan_run(
             per_host=settings.http.per_host_concurrency,
             limits={h: policies.policy(h).concurrency for h in counts},
             spaced={h for h in counts if policies.policy(h).min_interval > 0},
+            shards_at_once=d.worker_concurrency,
         )
         slices: dict[str, list[int]] = {}
         for s in sorted((s for s in specs if s.part is not None), key=lambda s: s.part or 0):

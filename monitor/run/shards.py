@@ -54,15 +54,21 @@ def plan(
     per_host: int = 1,
     limits: Mapping[str, int] | None = None,
     spaced: Collection[str] = (),
+    shards_at_once: int = 1,
 ) -> list[ShardSpec]:
-    """Shards of about ``shard_size`` URLs; hosts above ``split_threshold`` split into
+    """Shards of about ``shard_size`` URLs; hosts above ``split_threshold`` split into at most
     ``min(ceil(n / shard_size), limit)`` concurrent slices, each with a share of the limit and
     URLs in proportion to it.
 
     ``limits``: per-host limits where they differ from ``per_host``; ``spaced``: hosts with a
-    minimum interval, never split. Longest expected time first, so the shard that paces the
-    run starts at once instead of last: a shard takes at least its URLs over ``concurrency``
-    and its biggest host's over that host's limit; a slice, its URLs over its share.
+    minimum interval, never split. A host is cut into no more slices than it needs for each to
+    hold about the slots a shard gets on a busy worker (``concurrency / shards_at_once``): a
+    host whose whole limit fits in those slots gains nothing from a split, and slices of one
+    slot each would fill the workers' shard places while their global slots sit idle.
+
+    Longest expected time first, so the shard that paces the run starts at once instead of
+    last: a shard takes at least its URLs over ``concurrency`` and its biggest host's over that
+    host's limit; a slice, its URLs over its share.
     """
     limit_of = {h: (limits or {}).get(h, per_host) for h in host_counts}
     out: list[ShardSpec] = []
@@ -70,9 +76,10 @@ def plan(
     for host, count in sorted(host_counts.items()):
         if count <= 0:
             continue
-        parts = min(math.ceil(count / shard_size), limit_of[host])
+        limit = limit_of[host]
+        parts = min(math.ceil(count / shard_size), limit, math.ceil(limit * shards_at_once / concurrency))
         if count > split_threshold and parts > 1 and host not in spaced:
-            cut = shares(limit_of[host], parts)
+            cut = shares(limit, parts)
             for part, (size, share) in enumerate(zip(apportion(count, cut), cut, strict=True)):
                 out.append(ShardSpec((host,), size, part=part, parts=parts, share=share))
         else:
