@@ -105,6 +105,11 @@ def test_plan_splits_a_giant_host_into_slices_whose_shares_add_up_to_its_limit()
     assert all(
         sum(shards.shares(limit, parts)) == limit for limit in range(1, 70) for parts in range(1, limit + 1)
     )
+    for limit in range(2, 12):  # tiny hosts too: every slice gets a URL, the sizes add up
+        for count in range(2, 30):
+            planned = shards.plan({"h": count}, 1, 1, per_host=limit)
+            assert sum(s.url_count for s in planned) == count and min(s.url_count for s in planned) >= 1
+            assert sum(s.share or limit for s in planned) == limit
 
 
 # --- configuration and schema -----------------------------------------------------------

@@ -36,10 +36,11 @@ def shares(limit: int, parts: int) -> list[int]:
 
 
 def apportion(count: int, weights: list[int]) -> list[int]:
-    """``count`` URLs cut in proportion to ``weights`` (a slice with twice the share gets twice the
-    URLs, so a host's slices take about as long), adding up to ``count`` exactly."""
-    total = sum(weights)
-    sizes = [count * w // total for w in weights]
+    """``count`` URLs (at least one per weight) cut in proportion to ``weights``: a slice with twice
+    the share gets twice the URLs, so a host's slices take about as long. Each gets at least one
+    URL and the sizes add up to ``count`` exactly."""
+    total, rest = sum(weights), count - len(weights)
+    sizes = [1 + rest * w // total for w in weights]
     for i in range(count - sum(sizes)):
         sizes[i] += 1  # shares are non-increasing, so the larger shares take the remainder
     return sizes
