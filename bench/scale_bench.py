@@ -2,17 +2,21 @@
 
 Usage: .venv/bin/python bench/scale_bench.py [--articles 2000] [--latency-ms 50] [--per-host 64]
                                              [--concurrency 64] [--workers 1,2,4]
+                                             [--split-threshold 2000] [--repeat 1]
 
 The corpus is article_bench's (skewed hosts, 404s, redirects, resets, 503s and 429s that
 recover, real images), served by one fixture server on 127.0.0.1 ... 127.0.0.21 with a fixed
-latency, so the network, not this machine's two cores, is the limit up to several workers.
+latency, so the network rather than the CPU should be the limit up to several workers.
 Each mode gets a schema of its own in a throwaway PostgreSQL database (127.0.0.1:5432) that
 starts empty, so every mode pays the same inventory. A distributed mode starts its workers
 first (idle on the queue), then times `monitor check` (inventory, planning, queueing) until
 the workers have finalized the run. Per mode it prints the exit code, wall, the floor for that
 many processes (URLs x latency / (concurrency x processes)), the busiest host's floor (which no
-number of workers beats), the speed-up over local, CPU per URL (every process of the mode) and
-whether every URL's verdict equals the local run's. Loopback only.
+number of workers beats), the speed-up over local, CPU per URL (every process of the mode), how
+busy the whole machine's cores were meanwhile (PostgreSQL, the server and anything else running
+included: near 100% the mode is CPU-bound, not network-bound) and whether every URL's verdict
+equals the local run's. Hosts above ``--split-threshold`` URLs are split into slices that run at
+once on several workers, each within a share of the per-host limit. Loopback only.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import collections
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +53,8 @@ def write_config(work: Path, db: str, schema: str, args: argparse.Namespace, dis
         "processes = 1\ntotal_timeout = 10\nread_timeout = 10\nmax_retries = 2\n"
         "[jobs]\nlock_ttl_seconds = 60\nshutdown_grace_seconds = 1\n"
         f"[distributed]\nenabled = {'true' if distributed else 'false'}\n"
-        f"shard_size = {args.shard_size}\nworker_concurrency = {args.shards_at_once}\n"
+        f"shard_size = {args.shard_size}\nhost_split_threshold = {args.split_threshold}\n"
+        f"worker_concurrency = {args.shards_at_once}\n"
         "heartbeat_seconds = 1\nstall_seconds = 30\n"
         '[logging]\nformat = "json"\nlevel = "warning"\n'
     )
@@ -58,6 +64,12 @@ def write_config(work: Path, db: str, schema: str, args: argparse.Namespace, dis
 def q(db: str, schema: str, sql: str) -> list[tuple[object, ...]]:
     with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={db} options=-csearch_path={schema}") as c:
         return c.execute(sql).fetchall()
+
+
+def machine_busy() -> tuple[float, float]:
+    """(all jiffies, idle jiffies) of the whole machine: what every process used, ours or not."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return float(sum(fields)), float(fields[3] + fields[4])
 
 
 def children_cpu() -> float:
@@ -105,9 +117,9 @@ def forget(port: int) -> None:
 
 
 def run_mode(
-    args: argparse.Namespace, work: Path, db: str, port: int, workers: int
+    args: argparse.Namespace, work: Path, db: str, port: int, workers: int, rep: int = 0
 ) -> tuple[dict[str, object], dict[str, str]]:
-    schema = f"w{workers}" if workers else "local"
+    schema = (f"w{workers}" if workers else "local") + (f"_{rep}" if rep else "")
     with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={db}", autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
     cfg = write_config(work, db, schema, args, distributed=workers > 0)
@@ -126,6 +138,7 @@ def run_mode(
     time.sleep(2 if workers else 0)  # let them reach the queue: start-up is not what is measured
     forget(port)
     cpu0 = children_cpu()
+    total0, idle0 = machine_busy()
     started = time.perf_counter()
     started_wall = time.time()
     cmd = [*base, "check", "--format", "json", "--output", str(work / f"{schema}.json")]
@@ -133,6 +146,7 @@ def run_mode(
         cmd.insert(len(base) + 1, "--wait-run")
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    total1, idle1 = machine_busy()
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
@@ -148,9 +162,49 @@ def run_mode(
         "wall s": wall,
         "CPU s": cpu,
         "ms/URL": cpu / max(1, len(found)) * 1000,
+        "busy %": 100 * (1 - (idle1 - idle0) / max(1.0, total1 - total0)),
         "URLs": len(found),
     }
     return row, found
+
+
+HEADS = ["exit", "wall s", "floor s", "x floor", "vs local", "CPU s", "ms/URL", "busy %", "URLs", "differ"]
+
+
+def one_round(
+    args: argparse.Namespace,
+    work: Path,
+    db: str,
+    port: int,
+    rep: int,
+    urls: int,
+    lat: float,
+    host_floor: float,
+) -> dict[str, dict[str, object]]:
+    """Local, then each worker count, on fresh schemas; the rows of one round."""
+    rows: dict[str, dict[str, object]] = {}
+    local, want = run_mode(args, work, db, port, 0, rep)
+    rows["local check"] = local
+    for n in (int(x) for x in args.workers.split(",")):
+        row, got = run_mode(args, work, db, port, n, rep)
+        row["differ"] = sum(1 for u, v in want.items() if got.get(u) != v) + len(set(got) - set(want))
+        rows[f"{n} worker(s)"] = row
+    for name, row in rows.items():
+        n = int(name.split()[0]) if name[0].isdigit() else 1
+        floor = max(urls * lat / (args.concurrency * n), host_floor)
+        row["floor s"] = floor
+        row["x floor"] = float(row["wall s"]) / floor  # type: ignore[arg-type]
+        row["vs local"] = float(row["wall s"]) / float(local["wall s"])  # type: ignore[arg-type]
+    return rows
+
+
+def print_table(title: str, rows: dict[str, dict[str, object]]) -> None:
+    print(title)
+    print(f"{'':14}" + "".join(f"{h:>9}" for h in HEADS))
+    for name, row in rows.items():
+        cells = [row.get(h, "") for h in HEADS]
+        print(f"{name:14}" + "".join(f"{c:>9.2f}" if isinstance(c, float) else f"{c!s:>9}" for c in cells))
+    sys.stdout.flush()
 
 
 def main() -> None:
@@ -160,9 +214,16 @@ def main() -> None:
     ap.add_argument("--per-host", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--shard-size", type=int, default=2000)
+    ap.add_argument(
+        "--split-threshold",
+        type=int,
+        default=2000,
+        help="[distributed] host_split_threshold: bigger hosts become slices with shares of the limit",
+    )
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--shards-at-once", type=int, default=4, help="[distributed] worker_concurrency")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of all modes; medians printed at the end")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lmm-scale-"))
     server, ports = start_server(HOSTS, args.latency_ms)
@@ -182,28 +243,23 @@ def main() -> None:
     db = f"lmm_scale_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True)
     admin.execute(f"CREATE DATABASE {db}")
-    rows: dict[str, dict[str, object]] = {}
+    rounds: list[dict[str, dict[str, object]]] = []
     try:
-        local, want = run_mode(args, work, db, port, 0)
-        rows["local check"] = local
-        for n in (int(x) for x in args.workers.split(",")):
-            row, got = run_mode(args, work, db, port, n)
-            differ = sum(1 for u, v in want.items() if got.get(u) != v) + len(set(got) - set(want))
-            row["verdicts differ"] = differ
-            rows[f"{n} worker(s)"] = row
-        for name, row in rows.items():
-            n = int(name.split()[0]) if name[0].isdigit() else 1
-            floor = max(urls * lat / (args.concurrency * n), host_floor)
-            row["floor s"] = floor
-            row["x floor"] = float(row["wall s"]) / floor  # type: ignore[arg-type]
-            row["vs local"] = float(row["wall s"]) / float(local["wall s"])  # type: ignore[arg-type]
-        heads = ["exit", "wall s", "floor s", "x floor", "vs local", "CPU s", "ms/URL", "URLs", "differ"]
-        print(f"{'':14}" + "".join(f"{h:>9}" for h in heads))
-        for name, row in rows.items():
-            cells = [row.get("verdicts differ" if h == "differ" else h, "") for h in heads]
-            print(
-                f"{name:14}" + "".join(f"{c:>9.2f}" if isinstance(c, float) else f"{c!s:>9}" for c in cells)
-            )
+        for rep in range(args.repeat):
+            rows = one_round(args, work, db, port, rep, urls, lat, host_floor)
+            rounds.append(rows)
+            print_table(f"round {rep + 1} of {args.repeat}", rows)
+        if args.repeat > 1:
+            medians: dict[str, dict[str, object]] = {}
+            for name, first in rounds[0].items():
+                values = {
+                    h: [r[name][h] for r in rounds] for h, v in first.items() if isinstance(v, int | float)
+                }
+                medians[name] = {
+                    h: statistics.median_low(vs) if isinstance(first[h], int) else statistics.median(vs)  # type: ignore[type-var]
+                    for h, vs in values.items()
+                }
+            print_table(f"medians of {args.repeat} rounds", medians)
     finally:
         server.terminate()
         server.wait()

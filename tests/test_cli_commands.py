@@ -207,7 +207,7 @@ def test_db_upgrade_creates_the_schema_at_head_and_twice_is_a_no_op(db_url: str)
     assert first.exit_code == 0, first.output
     assert re.fullmatch(r"database \S+ is up to date\n", first.stdout), first.stdout
     revision, tables = _schema(db_url)
-    assert revision == head_revision() == "0008b"
+    assert revision == head_revision() == "0008c"
     assert tables == MODELS
     engine = create(db_url)
     with engine.begin() as conn:

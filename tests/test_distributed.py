@@ -35,7 +35,7 @@ from tests.pg_schema import pg_schema_url
 from tests.server import FixtureServer
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST_SIZES = (60, 60, 60, 240)  # URLs per fixture-server listener; the last host is split in 3
+HOST_SIZES = (60, 60, 60, 240)  # URLs per fixture-server listener
 PER_HOST = 2
 EVENT_NAMES = {
     "link.broken",
@@ -62,28 +62,55 @@ def test_plan_puts_every_host_in_exactly_one_shard_and_balances_load() -> None:
 
 
 def test_plan_starts_the_shard_that_paces_the_run_first() -> None:
-    """Order is by expected time: the longest chain of locked slices (its whole host at the host
-    limit) first, whatever the host names, then shards whose biggest host or size takes longest."""
+    """Order is by expected time: the slices of a split host (their URLs over their share of the
+    host limit) first, whatever the host names, then shards whose biggest host or size takes longest."""
     counts = {
         "a-giant.test": 900,
         "z-giant.test": 2000,
         "mid.test": 700,
         **{f"s{i}.test": 50 for i in range(8)},
     }
-    planned = shards.plan(counts, shard_size=400, split_threshold=800, concurrency=64, per_host=8)
+    planned = shards.plan(
+        counts, shard_size=400, split_threshold=800, concurrency=16, per_host=8, shards_at_once=8
+    )
     firsts = [(s.hosts[0], s.part) for s in planned]
-    assert firsts[:5] == [("z-giant.test", p) for p in range(5)]
-    assert firsts[5:8] == [("a-giant.test", p) for p in range(3)]
-    assert planned[8].hosts[0] == "mid.test"  # 700 / 8 outlasts every packed shard of small hosts
+    assert firsts[:4] == [("z-giant.test", p) for p in range(4)]  # 2,000 URLs over 8 slots: 250
+    assert sorted(firsts[4:7]) == [("a-giant.test", p) for p in range(3)]  # 900 over 8: about 112
+    assert planned[7].hosts[0] == "mid.test"  # 700 / 8 outlasts every packed shard of small hosts
+    assert [(s.url_count, s.share) for s in planned[:4]] == [(500, 2)] * 4  # 16 / 8 slots a shard
 
 
-def test_plan_splits_a_giant_host_into_locked_slices() -> None:
-    """A host above the threshold becomes ceil(n / shard_size) slices sharing one host lock."""
-    planned = shards.plan({"big.test": 1050, "small.test": 10}, shard_size=300, split_threshold=1000)
+def test_plan_splits_a_giant_host_into_slices_whose_shares_add_up_to_its_limit() -> None:
+    """A host above the threshold becomes min(ceil(n / shard_size), limit) concurrent slices;
+    their shares of the host's limit add up to the limit exactly, each at least 1."""
+    planned = shards.plan(
+        {"big.test": 1050, "small.test": 10}, shard_size=300, split_threshold=1000, per_host=6
+    )
     big = [s for s in planned if s.hosts == ("big.test",)]
-    assert [s.part for s in big] == [0, 1, 2, 3] and {s.parts for s in big} == {4}
-    assert {s.lock for s in big} == {"host:big.test"} and sum(s.url_count for s in big) == 1050
-    assert next(s for s in planned if s.hosts == ("small.test",)).lock is None
+    assert sorted(s.part for s in big if s.part is not None) == [0, 1, 2, 3] and {s.parts for s in big} == {4}
+    assert [(s.url_count, s.share) for s in big] == [(350, 2), (350, 2), (175, 1), (175, 1)]
+    assert next(s for s in planned if s.hosts == ("small.test",)).share is None
+    # a host whose limit fits in what one shard gets on a busy worker (64 / 4 = 16 slots) is not split
+    assert [
+        s.share
+        for s in shards.plan({"big.test": 1050}, 300, 1000, concurrency=64, per_host=16, shards_at_once=4)
+    ] == [None]
+    assert len(shards.plan({"big.test": 1050}, 300, 1000, concurrency=64, per_host=17, shards_at_once=4)) == 2
+    # a limit below the slice count caps the slices; a limit of 1 or a spaced host is never split
+    capped = shards.plan({"big.test": 1050}, shard_size=300, split_threshold=1000, limits={"big.test": 2})
+    assert [(s.url_count, s.share) for s in capped] == [(525, 1), (525, 1)]
+    assert [s.share for s in shards.plan({"big.test": 1050}, 300, 1000, per_host=1)] == [None]
+    assert [s.share for s in shards.plan({"big.test": 1050}, 300, 1000, per_host=8, spaced={"big.test"})] == [
+        None
+    ]
+    assert all(
+        sum(shards.shares(limit, parts)) == limit for limit in range(1, 70) for parts in range(1, limit + 1)
+    )
+    for limit in range(2, 12):  # tiny hosts too: every slice gets a URL, the sizes add up
+        for count in range(2, 30):
+            planned = shards.plan({"h": count}, 1, 1, per_host=limit)
+            assert sum(s.url_count for s in planned) == count and min(s.url_count for s in planned) >= 1
+            assert sum(s.share or limit for s in planned) == limit
 
 
 # --- configuration and schema -----------------------------------------------------------
@@ -136,7 +163,7 @@ def test_migrations_create_the_shard_tables_on_sqlite(tmp_path: Path) -> None:
     assert "alerts_emitted_at" in {c["name"] for c in inspect(engine).get_columns("run_fanout")}
     assert {"reports_written_at", "roots"} <= {c["name"] for c in inspect(engine).get_columns("run")}
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008b"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0008c"
 
 
 def test_head_revision_is_alembics_head_and_a_current_database_skips_alembic(
@@ -476,7 +503,7 @@ def test_two_workers_match_the_local_executor_row_for_row(farm: Farm) -> None:
         )
         shard_count = conn.execute(select(func.count()).select_from(RunShardRow)).scalar_one()
     assert remote == local and len(local) == len(farm.urls)
-    assert shard_count == 5  # two packed small-host shards + three slices of the giant host
+    assert shard_count == 4  # one per host: the big host's limit, 2, fits in a shard's 8 / 4 slots
     log_keys = ("event", "level", "logger", "timestamp")
     emitted = [
         (e["event"], {k: v for k, v in e.items() if k not in log_keys})
@@ -614,7 +641,7 @@ def completed_run(farm: Farm, trigger: str = "cli") -> tuple[Any, Any, int]:
     engine = open_engine(farm.url)
     sync_inventory(engine, settings.corpus, None)
     run_id, planned, _ = runs.plan_run(settings, engine, runs.run_holder(), trigger, False)
-    for n, (shard_id, _lock) in enumerate(planned):
+    for n, shard_id in enumerate(planned):
         claim = ledger.claim(engine, shard_id, "test:1", None)
         assert claim is not None
         with engine.begin() as conn:

@@ -8,13 +8,14 @@ or late job is therefore harmless: it finds the shard done or owned and does not
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, select, text, update
 
 from monitor.clock import utcnow
 from monitor.run.shards import ShardSpec
@@ -37,6 +38,7 @@ class Claim:
     id_range: tuple[int, int] | None
     url_count: int
     only_failing: bool
+    host_share: int | None = None  # a split host's slice: its share of the host's limit
 
 
 def _pending_urls(db: Connection, run_id: int, only_failing: bool) -> Any:
@@ -57,27 +59,29 @@ def host_counts(conn: Connection, run_id: int, only_failing: bool) -> dict[str, 
 
 
 def slice_bounds(
-    conn: Connection, run_id: int, host: str, parts: int, only_failing: bool
+    conn: Connection, run_id: int, host: str, sizes: Sequence[int], only_failing: bool
 ) -> list[tuple[int, int]]:
-    """Inclusive url-id ranges cutting ``host``'s pending URLs into ``parts`` equal slices."""
+    """Inclusive url-id ranges cutting ``host``'s pending URLs, in id order, into slices of ``sizes``."""
+    rank = func.row_number().over(order_by=URLS.c.id)
     inner = (
-        select(URLS.c.id, func.ntile(parts).over(order_by=URLS.c.id).label("part"))
+        select(URLS.c.id, rank.label("rank"))
         .where(URLS.c.host == host, _pending_urls(conn, run_id, only_failing))
         .subquery()
     )
-    rows = conn.execute(
-        select(func.min(inner.c.id), func.max(inner.c.id)).group_by(inner.c.part).order_by(inner.c.part)
-    )
-    return [(int(lo), int(hi)) for lo, hi in rows]
+    ends = list(itertools.accumulate(sizes))
+    part = case(*((inner.c.rank <= end, no) for no, end in enumerate(ends[:-1])), else_=len(ends) - 1)
+    rows = select(func.min(inner.c.id), func.max(inner.c.id)).group_by(part).order_by(part)
+    return [(int(lo), int(hi)) for lo, hi in conn.execute(rows)]
 
 
 def create_shards(
     conn: Connection, run_id: int, specs: Sequence[ShardSpec], bounds: dict[str, list[tuple[int, int]]]
-) -> list[tuple[int, str | None]]:
-    """Insert the run's shards (state queued, attempt 1); returns (shard id, lock) in shard order."""
-    out: list[tuple[int, str | None]] = []
+) -> list[int]:
+    """Insert the run's shards (state queued, attempt 1); returns their ids in shard order."""
+    out: list[int] = []
     for no, spec in enumerate(specs):
         lo_hi = bounds[spec.hosts[0]][spec.part] if spec.part is not None else (None, None)
+        row = {"state": "queued", "attempt": 1, "requeues": 0, "checked": 0, "heartbeat_at": func.now()}
         shard_id = conn.execute(
             insert(RUN_SHARDS)
             .values(
@@ -86,17 +90,13 @@ def create_shards(
                 hosts=json.dumps(list(spec.hosts)),
                 url_lo=lo_hi[0],
                 url_hi=lo_hi[1],
-                lock=f"{spec.lock}:run{run_id}" if spec.lock else None,
+                host_share=spec.share,
                 url_count=spec.url_count,
-                state="queued",
-                attempt=1,
-                requeues=0,
-                checked=0,
-                heartbeat_at=func.now(),
+                **row,
             )
             .returning(RUN_SHARDS.c.id)
         ).scalar_one()
-        out.append((int(shard_id), f"{spec.lock}:run{run_id}" if spec.lock else None))
+        out.append(int(shard_id))
     return out
 
 
@@ -140,6 +140,7 @@ def claim(engine: Engine, shard_id: int, worker: str, job_id: int | None) -> Cla
                 RUN_SHARDS.c.url_lo,
                 RUN_SHARDS.c.url_hi,
                 RUN_SHARDS.c.url_count,
+                RUN_SHARDS.c.host_share,
             )
         ).first()
         if row is None:
@@ -156,6 +157,7 @@ def claim(engine: Engine, shard_id: int, worker: str, job_id: int | None) -> Cla
         id_range,
         row.url_count,
         bool(only_failing),
+        row.host_share,
     )
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from monitor import alerts
 from monitor.config import Settings
 from monitor.distributed import ledger, queue
+from monitor.fetch.hosts import HostLimiter
 from monitor.run import shards
 from monitor.run.archive import archive_lease, suggest_archived_blocking
 from monitor.run.check import RunOutcome, checked_roots
@@ -104,8 +105,8 @@ async def start_run(
     d = settings.distributed
     app = queue.build_app(settings, pool_size=2)
     async with app.open_async():
-        for shard_id, lock in planned:
-            await queue.defer_shard(app, d.queue, run_id, shard_id, lock)
+        for shard_id in planned:
+            await queue.defer_shard(app, d.queue, run_id, shard_id, None)
     log.info(
         "run.started",
         run_id=run_id,
@@ -129,7 +130,7 @@ def plan_run(
     trigger: str,
     only_failing: bool,
     roots: Sequence[str] | None = None,
-) -> tuple[int, list[tuple[int, str | None]], int]:
+) -> tuple[int, list[int], int]:
     """Create the run, its shards and its fan-in row in one transaction (all or nothing);
     ``roots`` scope its plan (None: the whole inventory)."""
     d = settings.distributed
@@ -138,18 +139,21 @@ def plan_run(
     )
     with engine.begin() as conn:
         counts = ledger.host_counts(conn, run_id, only_failing)
+        policies = HostLimiter.from_settings(settings.http)
         specs = shards.plan(
             counts,
             d.shard_size,
             d.host_split_threshold,
             concurrency=settings.http.concurrency,
             per_host=settings.http.per_host_concurrency,
+            limits={h: policies.policy(h).concurrency for h in counts},
+            spaced={h for h in counts if policies.policy(h).min_interval > 0},
+            shards_at_once=d.worker_concurrency,
         )
-        bounds = {
-            s.hosts[0]: ledger.slice_bounds(conn, run_id, s.hosts[0], s.parts, only_failing)
-            for s in specs
-            if s.parts is not None and s.part == 0
-        }
+        slices: dict[str, list[int]] = {}
+        for s in sorted((s for s in specs if s.part is not None), key=lambda s: s.part or 0):
+            slices.setdefault(s.hosts[0], []).append(s.url_count)
+        bounds = {h: ledger.slice_bounds(conn, run_id, h, sizes, only_failing) for h, sizes in slices.items()}
         planned = ledger.create_shards(conn, run_id, specs, bounds)
         ledger.create_fanout(conn, run_id, d.queue, len(planned), only_failing, holder)
         total = sum(counts.values())

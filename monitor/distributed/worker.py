@@ -74,6 +74,8 @@ class ShardRun(Run):
     ) -> None:
         scope = RunScope(claim.run_id, claim.only_failing, hosts=claim.hosts, id_range=claim.id_range)
         super().__init__(settings, engine, scope, stop, total=claim.url_count)
+        if claim.host_share is not None:  # a slice of a split host: its own slots, as many as its share
+            limits = (limits or ProcessLimits(settings.http)).with_share(claim.hosts[0], claim.host_share)
         self.limits = limits
         self.claim = claim
         self.guard = _Guard(claim)
@@ -157,7 +159,13 @@ async def run_shard(
         log.info("shard.skipped", run_id=run_id, shard_id=shard_id, reason="done, owned or run ended")
         return "skipped"
     structlog.contextvars.bind_contextvars(run_id=run_id, shard_id=shard_id)
-    log.info("shard.started", attempt=claim.attempt, hosts=len(claim.hosts), urls=claim.url_count)
+    log.info(
+        "shard.started",
+        attempt=claim.attempt,
+        hosts=len(claim.hosts),
+        urls=claim.url_count,
+        host_share=claim.host_share,
+    )
     stop = asyncio.Event()
     runner = ShardRun(settings, engine, claim, stop, limits)
     beat = asyncio.create_task(_heartbeat(engine, runner, d.heartbeat_seconds, stop))

@@ -6,11 +6,17 @@ for its host's turn: starts are spaced by the host's interval, which is the conf
 ``min_interval_ms`` or the adaptive penalty, whichever is larger. The penalty follows lychee:
 each 429 doubles it (starting at 500 ms, capped at ``backoff_max``), any 2xx clears it. A
 ``Retry-After`` pauses the whole host until then (capped at ``retry_after_cap``).
+
+A distributed shard holding a *share* of a split host's limit (``ProcessLimits.with_share``)
+gets slots of its own for that host, as many as its share: the planner makes the shares of a
+host add up to its limit, so the host sees at most that limit however its shards spread over
+processes and machines (retries and redirect hops back to it take the same slots).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,7 +79,10 @@ class _Slot:
             raise
         host.in_flight += 1
         if host.in_flight > host.peak:
-            host.peak = self._limiter.peaks[self._key] = host.in_flight
+            host.peak = host.in_flight
+            peaks = self._limiter.peaks
+            if host.peak > peaks.get(self._key, 0):  # a share's slots report into the process's peaks
+                peaks[self._key] = host.peak
 
     async def __aexit__(self, *exc: object) -> None:
         self._host.in_flight -= 1
@@ -98,6 +107,17 @@ class HostLimiter:
         self._retry_after_cap = retry_after_cap
         self._hosts: dict[str, _Host] = {}
         self.peaks: dict[str, int] = {}
+        self._share_key: str | None = None  # the host this limiter holds a share of (with_share)
+        self._share: _Host | None = None
+
+    def with_share(self, key: str, concurrency: int) -> HostLimiter:
+        """This limiter (the same host table, so the same state for every other host) except that
+        ``key`` gets ``concurrency`` slots of its own: one shard's share of a host split over shards.
+        Its spacing, penalty and pauses are the share's own too."""
+        view = copy.copy(self)
+        view._share_key = key
+        view._share = _Host(HostPolicy(concurrency, self.policy(key).min_interval))
+        return view
 
     @classmethod
     def from_settings(cls, http: HttpSettings) -> HostLimiter:
@@ -110,7 +130,9 @@ class HostLimiter:
         )
 
     def policy(self, key: str) -> HostPolicy:
-        """The effective concurrency and interval of a host key."""
+        """The effective concurrency and interval of a host key (the share's, for a shared host)."""
+        if self._share is not None and key == self._share_key:
+            return self._share.policy
         extra = host_settings(self._overrides, key)
         if extra is None:
             return self._default
@@ -119,8 +141,13 @@ class HostLimiter:
             self._default.min_interval if extra.min_interval_ms is None else extra.min_interval_ms / 1000,
         )
 
+    def _find(self, key: str) -> _Host | None:
+        if self._share is not None and key == self._share_key:
+            return self._share
+        return self._hosts.get(key)
+
     def _host(self, key: str) -> _Host:
-        host = self._hosts.get(key)
+        host = self._find(key)
         if host is None:
             host = self._hosts[key] = _Host(self.policy(key))
         return host
@@ -154,18 +181,18 @@ class HostLimiter:
 
     def penalty(self, key: str) -> float:
         """The host's current adaptive delay between starts, in seconds."""
-        host = self._hosts.get(key)
+        host = self._find(key)
         return host.penalty if host is not None else 0.0
 
     def paused_for(self, key: str) -> float:
         """Seconds until the host may be asked again because of a Retry-After (0 if not paused)."""
-        host = self._hosts.get(key)
+        host = self._find(key)
         if host is None:
             return 0.0
         return max(0.0, host.paused_until - asyncio.get_running_loop().time())
 
     def in_flight(self, key: str) -> int:
-        host = self._hosts.get(key)
+        host = self._find(key)
         return host.in_flight if host is not None else 0
 
     def peak(self, key: str) -> int:
@@ -184,3 +211,9 @@ class ProcessLimits:
     def __init__(self, http: HttpSettings) -> None:
         self.limiter = HostLimiter.from_settings(http)
         self.slots = asyncio.Semaphore(http.concurrency)
+
+    def with_share(self, key: str, concurrency: int) -> ProcessLimits:
+        """The same global slots and host table, but ``concurrency`` slots of its own for ``key``."""
+        view = copy.copy(self)
+        view.limiter = self.limiter.with_share(key, concurrency)
+        return view

@@ -241,7 +241,8 @@ class RollupRow(SQLModel, table=True):
 
 
 class RunShardRow(SQLModel, table=True):
-    """One shard of a distributed run: a set of whole hosts (or one url-id slice of a giant host).
+    """One shard of a distributed run: a set of whole hosts, or one url-id slice of a split host
+    holding ``host_share`` of its per-host limit.
 
     ``attempt`` is the fencing token: every hand-back (worker dead, stopped, failed) bumps it,
     and a batch commits only while the shard still carries the attempt its worker claimed.
@@ -260,7 +261,8 @@ class RunShardRow(SQLModel, table=True):
     hosts: str = Field(sa_type=Text)  # JSON list of host names
     url_lo: int | None = None  # url-id slice (inclusive) of a split giant host; None: the whole hosts
     url_hi: int | None = None
-    lock: str | None = Field(default=None, max_length=400)  # sub-shards of one host share it
+    lock: str | None = Field(default=None, max_length=400)  # a queue lock (runs planned before 0008)
+    host_share: int | None = None  # a split host's slice: how many of its request slots it may hold
     url_count: int = 0
     state: str = Field(default="queued", max_length=16)
     attempt: int = 0
