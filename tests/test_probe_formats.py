@@ -3,9 +3,11 @@ header out, fed whole and byte by byte, truncated, and corrupt."""
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
+from PIL import Image
 
 from monitor.probe.fixed import JP2_SIG, JXL_SIG, KTX2_SIG, KTX_SIG
 from monitor.probe.sniff import ImageProbe, probe_bytes
@@ -144,3 +146,39 @@ def test_truncated_or_corrupt_headers_are_unreadable(data: bytes) -> None:
 def test_pnm_is_not_taken_for_text() -> None:
     """A text body that merely starts with "P" is still a document, not an image."""
     assert probe_bytes(b"Page not found\n").error == "not_image"
+
+
+@pytest.mark.parametrize(
+    ("mode", "rle"),
+    [("RGB", False), ("RGBA", False), ("L", False), ("P", False), ("RGB", True), ("L", True), ("P", True)],
+)
+def test_tga_files_written_by_pillow(mode: str, rle: bool) -> None:
+    """TGA has no signature: Pillow's encoder (true-colour, grey and colour-mapped, raw and RLE)
+    writes headers the probe must know from their fields alone, whole and byte by byte."""
+    out = io.BytesIO()
+    Image.new(mode, (301, 17)).save(out, format="TGA", compression="tga_rle" if rle else None)
+    data = out.getvalue()
+    assert probe_bytes(data).size == Size(301, 17) and probe_bytes(data).format == "tga"
+    probe = ImageProbe()
+    facts = None
+    for i in range(len(data)):
+        facts = probe.feed(data[i : i + 1])
+        if facts is not None:
+            break
+    assert facts is not None and facts.size == Size(301, 17)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        bytes([0, 0, 2, 0, 0, 0, 0, 1]) + bytes(10),  # a colour-map spec without a colour map
+        bytes([0, 1, 2]) + bytes(15),  # a colour map on a true-colour type
+        bytes([0, 0, 4]) + bytes(15),  # no such image type
+        bytes([0, 0, 2]) + bytes(9) + struct.pack("<HH", 10, 10) + bytes([7, 0]),  # no such depth
+        bytes([0, 0, 2]) + bytes(9) + struct.pack("<HH", 0, 10) + bytes([24, 0]),  # empty
+        bytes([0, 0, 2]) + bytes(9) + struct.pack("<HH", 10, 10) + bytes([24, 0x40]),  # interleaved
+    ],
+)
+def test_bytes_that_only_resemble_a_tga_header_are_not_taken_for_one(head: bytes) -> None:
+    facts = probe_bytes(head + bytes(64))
+    assert facts.format != "tga" and facts.size is None

@@ -1,6 +1,10 @@
 """More formats whose size sits in a short header, as other image-size libraries read them:
 PSD/PSB, DDS, KTX and KTX2, PNM (PBM/PGM/PPM/PAM), ICNS, JPEG 2000 (JP2 container and J2K
-codestream) and JPEG XL (codestream and container).
+codestream), JPEG XL (codestream and container) and TGA.
+
+TGA has no signature at its start (its optional footer sits at the end of the file), so it is
+known by a header whose every field holds one of the values the format allows; random bytes
+pass that by chance about once in 10^17.
 
 Each answers from its first few dozen bytes, except ICNS, whose largest icon is known only after
 its entry headers (read to the cap; the largest so far is provisional). JPEG XL orientation is
@@ -28,6 +32,7 @@ __all__ = [
     "Ktx",
     "Pnm",
     "Psd",
+    "Tga",
     "sniff_more",
 ]
 
@@ -69,7 +74,30 @@ def sniff_more(head: bytes) -> Parser | None:
         return Jxl()
     if _PNM.match(head):
         return Pnm()
+    if looks_tga(head):
+        return Tga()
     return None
+
+
+_TGA_TYPES = frozenset({1, 2, 3, 9, 10, 11})  # colour-mapped, true-colour, grey; raw or RLE
+_TGA_DEPTHS = frozenset({8, 15, 16, 24, 32})
+
+
+def looks_tga(head: bytes) -> bool:
+    """An 18-byte TGA header: a known image type, a colour map exactly when the type has one
+    (with a known entry size; none: its 5 bytes are zero), a known depth, a non-empty size, and
+    descriptor bits 6-7 (obsolete interleaving) clear."""
+    if len(head) < 18 or head[1] not in (0, 1) or head[2] not in _TGA_TYPES:
+        return False
+    mapped = head[2] in (1, 9)
+    if head[1] != int(mapped):
+        return False
+    if mapped and head[7] not in (15, 16, 24, 32):
+        return False
+    if not mapped and head[3:8] != bytes(5):
+        return False
+    width, height = uint(head, 12, 2, False), uint(head, 14, 2, False)
+    return head[16] in _TGA_DEPTHS and width > 0 and height > 0 and head[17] & 0xC0 == 0
 
 
 class _Fixed(Parser):
@@ -144,6 +172,17 @@ class J2k(_Fixed):
         width = uint(buf, 8, 4, True) - uint(buf, 16, 4, True)
         height = uint(buf, 12, 4, True) - uint(buf, 20, 4, True)
         return sized("j2k", width, height)
+
+
+class Tga(_Fixed):
+    __slots__ = ()
+    wanted = 18
+
+    def __init__(self) -> None:
+        super().__init__("tga", "TGA")
+
+    def read(self, buf: bytearray) -> ImageFacts:
+        return sized("tga", uint(buf, 12, 2, False), uint(buf, 14, 2, False))
 
 
 class Jp2(Parser):
