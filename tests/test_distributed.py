@@ -417,8 +417,9 @@ class Farm:
         with self.engine.connect() as conn:
             return conn.execute(select(RunShardRow).where(RunShardRow.id == shard_id)).one()
 
-    def assert_exactly_once(self, run_id: int) -> None:
-        """One result per live URL, the run finalized once, per-host politeness held."""
+    def assert_exactly_once(self, run_id: int, host_peak: int = PER_HOST) -> None:
+        """One result per live URL, the run finalized once, per-host politeness held (at most
+        ``host_peak`` requests in flight to any host)."""
         with self.engine.connect() as conn:
             results = conn.execute(
                 select(func.count(), func.count(ResultRow.url_id.distinct())).where(
@@ -436,7 +437,7 @@ class Farm:
         while not (finalized := self.finalized(run_id)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(finalized) == 1
-        assert max(self.server.peak_by_host().values()) <= PER_HOST
+        assert max(self.server.peak_by_host().values()) <= host_peak
 
 
 def write_corpus(folder: Path, server: FixtureServer) -> list[str]:
@@ -589,7 +590,10 @@ def test_a_frozen_worker_cannot_commit_after_its_shard_was_requeued(farm: Farm) 
     time.sleep(1.5)  # let the thawed worker reach its next commit
     events = [e["event"] for e in farm.log_of(frozen)]
     assert "shard.commit_refused" in events
-    farm.assert_exactly_once(run_id)
+    # a request that had passed the ownership check (``ShardRun.gate``) when the process froze is
+    # sent on SIGCONT, beside the new owner's: up to one limit's worth, once (no HTTP server can
+    # be fenced); every later request of the thawed worker is refused at the gate
+    farm.assert_exactly_once(run_id, host_peak=2 * PER_HOST)
 
 
 @pytest.mark.postgres
