@@ -49,6 +49,13 @@ def corpus(tmp_path: Path, server: FixtureServer, **fields: str) -> None:
     (folder / "a.md").write_text("\n".join(lines) + "\n")
 
 
+def dead_pages(tmp_path: Path, server: FixtureServer, n: int) -> None:
+    """One article whose ``n`` related items each link a distinct page that answers 404."""
+    (tmp_path / "corpus").mkdir()
+    related = "".join(f'  - webUrl: "{server.url(f"/status/404?n={i}")}"\n' for i in range(n))
+    (tmp_path / "corpus" / "a.md").write_text(f"---\ntitle: x\nrelated:\n{related}---\n")
+
+
 def settings_for(tmp_path: Path, server: FixtureServer, **archive: object) -> Settings:
     overrides: dict[str, object] = {
         "database_url": f"sqlite:///{tmp_path}/archive.db",
@@ -219,12 +226,7 @@ def test_another_endpoint_does_not_reuse_the_cache(server: FixtureServer, tmp_pa
 
 def test_lookups_stay_within_concurrency(server: FixtureServer, tmp_path: Path) -> None:
     """However many pages are dead, no more than ``concurrency`` lookups are in flight at the archive."""
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "a.md").write_text(
-        "---\ntitle: x\nrelated:\n"
-        + "".join(f'  - webUrl: "{server.url(f"/status/404?n={i}")}"\n' for i in range(8))
-        + "---\n"
-    )
+    dead_pages(tmp_path, server, 8)
     server.set_switch("archive-delay-ms", 100)
     outcome, _ = check(settings_for(tmp_path, server, concurrency=2, rate_per_s=100.0))
     assert outcome.counts.get("broken") == 8
@@ -234,12 +236,7 @@ def test_lookups_stay_within_concurrency(server: FixtureServer, tmp_path: Path) 
 
 def test_lookup_starts_are_spaced_by_the_rate(server: FixtureServer, tmp_path: Path) -> None:
     """``rate_per_s`` spaces request starts at the archive (a lower bound only: no test times out)."""
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "a.md").write_text(
-        "---\ntitle: x\nrelated:\n"
-        + "".join(f'  - webUrl: "{server.url(f"/status/404?n={i}")}"\n' for i in range(4))
-        + "---\n"
-    )
+    dead_pages(tmp_path, server, 4)
     check(settings_for(tmp_path, server, concurrency=4, rate_per_s=5.0))
     starts = sorted(seen.started for seen in server.requests("/wayback/"))
     assert len(starts) == 4
@@ -262,12 +259,7 @@ def test_429_retry_after_holds_the_lookups_back(server: FixtureServer, tmp_path:
 
 def test_429_asking_too_long_leaves_the_archive_alone(server: FixtureServer, tmp_path: Path) -> None:
     """A Retry-After over http.retry_after_cap ends the lookups for the run: logged, nothing cached."""
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "a.md").write_text(
-        "---\ntitle: x\nrelated:\n"
-        + "".join(f'  - webUrl: "{server.url(f"/status/404?n={i}")}"\n' for i in range(5))
-        + "---\n"
-    )
+    dead_pages(tmp_path, server, 5)
     server.set_switch("archive", 429)
     server.set_switch("archive-retry-after", 3600)
     s = settings_for(tmp_path, server, concurrency=1)
@@ -287,12 +279,7 @@ def test_429_asking_too_long_leaves_the_archive_alone(server: FixtureServer, tmp
 
 def _failing_run(server: FixtureServer, tmp_path: Path, **archive: object) -> list[dict[str, Any]]:
     """Check with the archive off, then on and failing: the same exit code; the failing run's events."""
-    (tmp_path / "corpus").mkdir()
-    (tmp_path / "corpus" / "a.md").write_text(
-        "---\ntitle: x\nrelated:\n"
-        + "".join(f'  - webUrl: "{server.url(f"/status/404?n={i}")}"\n' for i in range(5))
-        + "---\n"
-    )
+    dead_pages(tmp_path, server, 5)
     off = runner.invoke(app, ["-c", str(config_file(tmp_path, server, enabled=False)), "check", "-f", "json"])
     s = settings_for(tmp_path, server, concurrency=1, timeout_s=2.0, **archive)
     outcome, events = check(s)

@@ -158,7 +158,8 @@ def test_tga_files_written_by_pillow(mode: str, rle: bool) -> None:
     out = io.BytesIO()
     Image.new(mode, (301, 17)).save(out, format="TGA", compression="tga_rle" if rle else None)
     data = out.getvalue()
-    assert probe_bytes(data).size == Size(301, 17) and probe_bytes(data).format == "tga"
+    whole = probe_bytes(data)
+    assert whole.size == Size(301, 17) and whole.format == "tga"
     probe = ImageProbe()
     facts = None
     for i in range(len(data)):
