@@ -115,8 +115,16 @@ async def _suggest(
     rlog = log.bind(run_id=run_id)  # the finalizer's thread has no run bound
     started = time.perf_counter()
     now = utcnow()
-    with engine.connect() as conn:
-        due = cache.due(conn, run_id, archive.endpoint, now - timedelta(hours=archive.ttl_hours))
+
+    def read_due() -> list[tuple[int, str]]:
+        with engine.connect() as conn:
+            return cache.due(conn, run_id, archive.endpoint, now - timedelta(hours=archive.ttl_hours))
+
+    def write(found: list[tuple[int, ArchiveSnapshot | None]]) -> None:
+        with engine.begin() as conn:
+            cache.save(conn, found, endpoint=archive.endpoint, now=utcnow())
+
+    due = await asyncio.to_thread(read_due)  # the database is never waited on inside the event loop
     # a URL with credentials or a token in it is the corpus's secret, not the archive's business
     todo = [(uid, url) for uid, url in due if redact_url(url) == url][: archive.max_per_run]
     answers: dict[int, ArchiveAnswer] = {}
@@ -131,8 +139,7 @@ async def _suggest(
             ]
             await asyncio.gather(*workers)
             gave_up = client.gave_up
-        with engine.begin() as conn:
-            cache.save(conn, _cacheable(answers), endpoint=archive.endpoint, now=utcnow())
+        await asyncio.to_thread(write, _cacheable(answers))
     found = sum(1 for a in answers.values() if a.snapshot is not None)
     failed = sum(1 for a in answers.values() if a.error is not None)
     none = len(answers) - found - failed
