@@ -310,7 +310,7 @@ def test_host_queue_hands_out_round_robin_within_each_hosts_limit() -> None:
     """Targets come host after host, never more than a host's limit at once, each exactly once,
     also with thousands of hosts of one URL each; the end is announced once the last is out."""
     from monitor.fetch.hosts import HostLimiter
-    from monitor.run.dispatch import HostQueue
+    from monitor.run.hostqueue import HostQueue
     from monitor.store.plan import Planned
     from monitor.types import Target, TargetKind
 
@@ -348,7 +348,7 @@ def test_bound_hosts_are_those_whose_own_floor_exceeds_the_global_floor() -> Non
     """With 64 slots and 1,000 targets the global floor is 15.6 targets per slot: a host with 300
     targets at limit 8 (37.5 per slot) is bound, one with 300 at limit 64 is not, and the bound
     hosts' limits always fit in the global slots."""
-    from monitor.run.dispatch import bound_hosts
+    from monitor.run.hostqueue import bound_hosts
 
     counts = {"big": 300, "mid": 150, "wide": 300, "small": 250}
     limits = {"big": 8, "mid": 8, "wide": 64, "small": 8}
@@ -395,7 +395,7 @@ def test_host_queue_serves_bound_hosts_first_and_loads_them_apart() -> None:
     """A bound host gets its free slots before any round-robin host, its targets come from its own
     source, and a full buffer of it never stops the shared source from asking for more."""
     from monitor.fetch.hosts import HostLimiter
-    from monitor.run.dispatch import HOST_PAGE, MAIN, HostQueue
+    from monitor.run.hostqueue import HOST_PAGE, MAIN, HostQueue
     from monitor.store.plan import Planned
     from monitor.types import Target, TargetKind
 
