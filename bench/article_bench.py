@@ -37,6 +37,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,10 +165,14 @@ def busiest_busy(port: int, host: int, cmd: list[str], env: dict[str, str] | Non
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/forget-counters", timeout=10) as answer:
         answer.read()  # every tool meets the same 503s and 429s, not only the first one
     before = stats(port).get("by_host", {})
+    started = time.time()
     row = served(port, cmd, env)
-    after = stats(port).get("by_host", {})
+    figures = stats(port)
+    after = figures.get("by_host", {})
     key = next((k for k in after if k.startswith(f"127.0.0.{host}:")), "")
     row["busy_s"] = after.get(key, [0, 0.0])[1] - before.get(key, [0, 0.0])[1]
+    first = figures.get("first_at")
+    row["first_s"] = first - started if first is not None else float("nan")
     return row
 
 
@@ -294,13 +299,14 @@ def main() -> None:
             "MB sent",
             "requests",
             "host s",
+            "1st req s",
         )
         print_table(
             heads,
             rows,
             floor,
             len(urls),
-            lambda r: [r["busy_s"] / args.per_host],
+            lambda r: [r["busy_s"] / args.per_host, r["first_s"]],
             width=18,
             lead=lambda r: f"{int(r['rc']):>10}",
         )

@@ -267,6 +267,7 @@ class FixtureServer:
         self.connections = 0  # accepted TCP connections (keep-alive reuse shows as few)
         self._totals = {"requests": 0, "bytes_sent": 0, "service_s": 0.0}  # all but /stats
         self._host_busy: dict[str, list[float]] = {}  # Host header -> [requests, service seconds]
+        self._first_at: float | None = None  # time.time() of the first request (see /forget-counters)
         self._epoch = 0  # requests from before the last reset() no longer count as in flight
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -443,6 +444,8 @@ class FixtureServer:
             conn.record = None
             if route not in ("stats", "forget-counters"):
                 with self._lock:
+                    if self._first_at is None:
+                        self._first_at = time.time() - (record.finished - record.started)
                     self._totals["requests"] += 1
                     self._totals["bytes_sent"] += record.bytes_sent
                     self._totals["service_s"] += record.finished - record.started
@@ -795,12 +798,14 @@ class FixtureServer:
         meets their failures too instead of the answers its predecessor already waited out."""
         with self._lock:
             self._counters.clear()
+            self._first_at = None
         return await self._respond(conn, req, 200, b"forgotten\n")
 
     async def _r_stats(self, conn: _Conn, req: _Request) -> bool:
         """Totals for a benchmark driving a standalone server: requests, bytes sent, connections, and
         the summed seconds from each request's head read to its answer written (the latency plus the
-        server's own time: what no client can go below), also per Host header."""
+        server's own time: what no client can go below), also per Host header; and when the first
+        request since ``/forget-counters`` arrived (how long a tool took to start checking)."""
         with self._lock:
             totals = self._totals
             body = json.dumps(
@@ -810,6 +815,7 @@ class FixtureServer:
                     "connections": self.connections,
                     "service_s": totals["service_s"],
                     "by_host": self._host_busy,
+                    "first_at": self._first_at,  # wall clock of the first request since /forget-counters
                 }
             )
         return await self._respond(conn, req, 200, body.encode(), content_type="application/json")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -28,6 +28,7 @@ from monitor.run.archive import suggest_archived
 from monitor.run.batch import write_with_retry
 from monitor.run.dispatch import Run, RunScope
 from monitor.run.inventory import SyncReport, scan_roots_of, sync_inventory
+from monitor.run.stream import Growth, abandon, until_settled
 from monitor.store import plan, results, runs
 from monitor.types import Severity
 
@@ -112,30 +113,40 @@ async def run_check(
     # run_id is bound explicitly (not only via contextvars) so every event carries it wherever it goes
     rlog = log.bind(run_id=run_id)
     structlog.contextvars.bind_contextvars(run_id=run_id)
+    growth: Growth | None = None  # a streaming inventory still reading new articles
+    adding: asyncio.Future[SyncReport] | None = None
     try:
         if not only_failing:  # a resumed run too: it may have died inside this pass (it is incremental)
-            # incremental, so a pass cut by a lost connection is simply run again
-            inventory = await write_with_retry(
-                lambda: sync_inventory(engine, settings.corpus, roots), what="the inventory"
-            )
-            for err in inventory.errors:
-                rlog.warning(
-                    "corpus.error",
-                    path=err.path,
-                    kind=err.kind,
-                    message=err.message,
-                    line=err.line,
-                    column=err.column,
-                )
+            if processes.streams(settings.http):
+                growth = Growth(asyncio.get_running_loop())
+                adding = await until_settled(growth, _sync(engine, settings, roots, growth))
+                if adding.done():  # small corpus: the whole pass is already over
+                    inventory, growth, adding = adding.result(), None, None
+            else:
+                inventory = await _sync(engine, settings, roots, None)
+            if inventory is not None:
+                _log_inventory(rlog, inventory)
         # adaptive freshness (off unless jobs.stale_after_days is set): scheduled runs skip
         # URLs that were healthy and checked recently enough for their role
         fresh = plan.freshness_cutoffs(settings.jobs.stale_after_days, now) if trigger == "schedule" else None
         total = plan.count_plan(engine, run_id=run_id, only_failing=only_failing, stale_before=fresh)
         runs.set_total(engine, run_id, total)
-        rlog.info("run.started", trigger=trigger, targets=total, config_fingerprint=settings.fingerprint())
+        rlog.info(
+            "run.started",
+            trigger=trigger,
+            targets=total,
+            config_fingerprint=settings.fingerprint(),
+            streaming=growth is not None,
+        )
         try:
             scope = RunScope(run_id, only_failing, fresh)
-            events, cut_short = await _execute(settings, engine, scope, stop, total, on_progress)
+            events, cut_short = await _execute(settings, engine, scope, stop, total, on_progress, growth)
+            if growth is not None and adding is not None and not cut_short:
+                inventory = await adding
+                _log_inventory(rlog, inventory)
+                more, cut_short = await _sweep(settings, engine, scope, stop, on_progress)
+                events += more
+                total = runs.run_total(engine, run_id)
         except BaseException as exc:
             state = "interrupted" if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt) else "failed"
             try:
@@ -179,7 +190,71 @@ async def run_check(
         )
         return outcome
     finally:
+        if growth is not None and adding is not None and not adding.done():
+            await abandon(growth, adding)  # the run ended early: no thread writes on after it
         structlog.contextvars.unbind_contextvars("run_id")
+
+
+def _sync(
+    engine: Engine, settings: Settings, roots: Sequence[str], growth: Growth | None
+) -> Awaitable[SyncReport]:
+    """The inventory pass, in a thread (incremental, so a pass cut by a lost connection is simply
+    run again); streaming when ``growth`` is given."""
+    return write_with_retry(
+        lambda: sync_inventory(
+            engine,
+            settings.corpus,
+            roots,
+            on_settled=growth.settle if growth else None,
+            on_batch=growth.grow if growth else None,
+        ),
+        what="the inventory",
+    )
+
+
+async def _sweep(
+    settings: Settings,
+    engine: Engine,
+    scope: RunScope,
+    stop: asyncio.Event,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[list[alerts.Event], bool]:
+    """After a streaming run: check the URLs that were already known but not yet live when the
+    shared cursor passed them (an article moved to a new path, say). Usually there are none."""
+    rest = plan.count_plan(
+        engine, run_id=scope.run_id, only_failing=scope.only_failing, stale_before=scope.stale_before
+    )
+    if not rest or stop.is_set():
+        return [], stop.is_set()
+    overall = runs.run_total(engine, scope.run_id)
+    log.info("run.sweep", run_id=scope.run_id, targets=rest)
+
+    def progress(done: int, _total: int) -> None:
+        if on_progress is not None:
+            on_progress(overall - rest + done, overall)
+
+    return await _execute(settings, engine, scope, stop, rest, progress, None)
+
+
+def _log_inventory(rlog: structlog.typing.FilteringBoundLogger, inventory: SyncReport) -> None:
+    for err in inventory.errors:
+        rlog.warning(
+            "corpus.error",
+            path=err.path,
+            kind=err.kind,
+            message=err.message,
+            line=err.line,
+            column=err.column,
+        )
+    rlog.info(
+        "run.inventory",
+        files=inventory.seen,
+        parsed=inventory.parsed,
+        unchanged=inventory.unchanged,
+        deleted=inventory.deleted,
+        corpus_errors=len(inventory.errors),
+        duration_s=round(inventory.elapsed_s, 3),
+    )
 
 
 async def _execute(
@@ -189,9 +264,11 @@ async def _execute(
     stop: asyncio.Event,
     total: int,
     on_progress: Callable[[int, int], None] | None,
+    growth: Growth | None,
 ) -> tuple[list[alerts.Event], bool]:
-    """Check the run's targets here, or in several processes (``http.processes``); (events, cut short)."""
-    parts = processes.process_count(settings.http, total)
+    """Check the run's targets here, or in several processes (``http.processes``); (events, cut short).
+    A streaming run (``growth``) is always checked here: splitting needs every host's count."""
+    parts = 1 if growth is not None else processes.process_count(settings.http, total)
     if parts > 1:
         counts = plan.count_plan_by_host(
             engine, run_id=scope.run_id, only_failing=scope.only_failing, stale_before=scope.stale_before
@@ -202,6 +279,6 @@ async def _execute(
             return await processes.check_in_processes(
                 settings, engine, scope, groups, stop=stop, total=total, on_progress=on_progress
             )
-    runner = Run(settings, engine, scope, stop, total=total, on_progress=on_progress)
+    runner = Run(settings, engine, scope, stop, total=total, on_progress=on_progress, growing=growth)
     await runner.execute()
     return runner.events, runner.cut_short

@@ -25,9 +25,11 @@ from monitor.config import Settings
 from monitor.fetch.fetcher import Fetcher
 from monitor.fetch.hosts import HostLimiter, ProcessLimits
 from monitor.run.batch import ignore_reason, ignored_outcome, save_results, write_with_retry
-from monitor.run.hostqueue import HOST_PAGE, MAIN, PAGE, HostQueue, bound_hosts
+from monitor.run.hostqueue import HOST_PAGE, MAIN, PAGE, HostQueue, Source, bound_hosts
 from monitor.run.soft404 import open_probes, save_probes
+from monitor.run.stream import Growth
 from monitor.store import plan as store
+from monitor.store import runs
 from monitor.types import FetchFailure, FetchOutcome, Target
 
 log = structlog.get_logger("monitor.run")
@@ -72,8 +74,11 @@ class Run:
         *,
         total: int = 0,
         on_progress: Callable[[int, int], None] | None = None,
+        growing: Growth | None = None,
     ) -> None:
         self.settings = settings
+        self.growing = growing  # a streaming inventory still adding URLs (run/stream.py)
+        self.promoted = growing is None  # bound hosts looked at again once that inventory ended
         self.engine = engine
         self.scope = scope
         self.run_id = scope.run_id
@@ -133,8 +138,9 @@ class Run:
 
         return await asyncio.to_thread(page)
 
-    async def _bound(self, limiter: HostLimiter) -> list[str]:
-        """The scope's bound hosts (``bound_hosts``), from its targets per host."""
+    async def _bound(self, limiter: HostLimiter, known: Sequence[str] = ()) -> list[str]:
+        """The scope's bound hosts (``bound_hosts``), from its targets per host; logged when there
+        are any besides ``known``."""
 
         def counts() -> dict[str, int]:
             return store.count_plan_by_host(
@@ -148,7 +154,7 @@ class Run:
 
         found = await asyncio.to_thread(counts)
         limits = {host: limiter.policy(host).concurrency for host in found}
-        bound = bound_hosts(found, limits, self.concurrency)
+        bound = [h for h in bound_hosts(found, limits, self.concurrency) if h not in known]
         if bound:
             log.info(
                 "run.bound_hosts",
@@ -168,10 +174,10 @@ class Run:
         turn (``_retry_wait``). On stop, requests in flight get ``shutdown_grace_seconds`` to
         finish; what is cut has no result and a resume redoes it.
         """
+        self.fetcher = fetcher
         bound = await self._bound(fetcher.limiter)
         queue = self.queue = HostQueue(fetcher.limiter, bound)
         loaders = [asyncio.create_task(self._feed(queue, source, bound)) for source in queue.sources]
-        self.fetcher = fetcher
         workers = {asyncio.create_task(self._work(fetcher, queue)) for _ in range(self.concurrency)}
         stop_wait = asyncio.create_task(self.stop.wait())
         running = self.running = set(workers)  # spare workers join it while they work
@@ -197,21 +203,78 @@ class Run:
                 task.cancel()
             await asyncio.gather(*everyone, return_exceptions=True)
 
-    async def _feed(self, queue: HostQueue, source: str, bound: Sequence[str]) -> None:
+    async def _feed(
+        self, queue: HostQueue, source: str, bound: list[str], start: tuple[bool, int] = (True, 0)
+    ) -> None:
         """Load ``source``'s plan pages whenever its buffer runs low, until it is exhausted. What timed
         out last time comes first: started near the end, it would hold the run open for its whole
-        timeout (nightly runs meet the same dead hosts); a first run pays one empty query."""
+        timeout (nightly runs meet the same dead hosts); a first run pays one empty query.
+
+        While a streaming inventory goes on (``growing``), a cursor that reaches the end waits for
+        the next committed batch instead of ending; when the inventory ends, hosts that turned out
+        bound get cursors of their own, from where the shared one stands (``_promote``).
+        ``start`` is the phase and position to begin at (a promoted host's).
+        """
         feed = queue.sources[source]
-        for timed_out in (True, False):
-            after_id = 0
+        growing = self.growing
+        shared = growing if source == MAIN else None  # the shared cursor also promotes
+        promoted: list[asyncio.Task[None]] = []
+        phases = (True, False) if start[0] else (False,)
+        for timed_out in phases:
+            after_id = start[1] if timed_out == start[0] else 0
             while True:
-                await feed.low.wait()
+                await self._until_low(feed, shared)
+                if shared is not None and shared.done and not self.promoted:
+                    promoted += await self._promote(queue, bound, timed_out, after_id)
+                    continue  # the shared buffer may have shrunk: look again whether it is low
+                mark = growing.mark() if growing is not None else None
                 page = await self._load(after_id, source, bound, timed_out)
                 end = len(page) < feed.page
-                queue.add(page, last=end and not timed_out, source=source)
-                if end:
+                more = end and not timed_out and mark is not None and not mark[1]
+                queue.add(page, last=end and not timed_out and not more, source=source)
+                if page:
+                    after_id = page[-1].url_id
+                if more and growing is not None and mark is not None:
+                    await growing.after(mark)  # the next batch of new articles, or the end
+                elif end:
                     break
-                after_id = page[-1].url_id
+        await asyncio.gather(*promoted)  # their failures end the run through this loader
+
+    async def _until_low(self, feed: Source, growing: Growth | None) -> None:
+        """Until ``feed`` asks for a page, or (streaming) the inventory ended: bound hosts are then
+        promoted at once, not when a buffer full of the busiest host's targets has drained."""
+        if growing is None or self.promoted:
+            await feed.low.wait()
+            return
+        waits = {asyncio.ensure_future(feed.low.wait()), asyncio.ensure_future(growing.finished.wait())}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _promote(
+        self, queue: HostQueue, bound: list[str], timed_out: bool, after_id: int
+    ) -> list[asyncio.Task[None]]:
+        """The streaming inventory ended: count the run's targets again (its total, and which hosts
+        are bound now that all of them are known) and give the new bound hosts their cursors."""
+        self.promoted = True
+        self.total = await asyncio.to_thread(self._recount)
+        hosts = await self._bound(self.fetcher.limiter, known=list(queue.sources))
+        for host in hosts:
+            queue.promote(host)
+            bound.append(host)  # the shared cursor leaves them out from its next page on
+        return [
+            asyncio.create_task(self._feed(queue, host, bound, start=(timed_out, after_id))) for host in hosts
+        ]
+
+    def _recount(self) -> int:
+        scope = self.scope
+        total = store.count_run_targets(
+            self.engine, run_id=scope.run_id, only_failing=scope.only_failing, stale_before=scope.stale_before
+        )
+        runs.set_total(self.engine, scope.run_id, total)
+        return total
 
     def _retry_wait(self, target: Target, sleeping: bool) -> None:
         """A fetch sleeps before a retry (or wakes): it holds no host or global slot meanwhile, so

@@ -108,6 +108,24 @@ class HostQueue:
             for _ in range(min(len(page), len(self._idle))):
                 self._wake_one()
 
+    def promote(self, host: str) -> Source:
+        """Give ``host`` a cursor of its own mid-run (it turned out bound once a streaming
+        inventory ended): its targets loaded so far move from the shared source to the new one,
+        and it leaves the round-robin for the first turn at a free slot."""
+        feed = self.sources[host] = Source(HOST_PAGE)
+        moved = len(self._pending.get(host, ()))
+        if moved:
+            self._ring.remove(host)
+        main = self.sources[MAIN]
+        main.buffered -= moved
+        feed.buffered = moved
+        if main.buffered < main.page and not main.exhausted:
+            main.low.set()
+        if feed.buffered >= feed.page:
+            feed.low.clear()
+        self._priority.append(host)
+        return feed
+
     def take(self) -> store.Planned | None:
         for host in self._priority:
             if self._busy[host] < self._limits.get(host, 0) and self._pending.get(host):

@@ -67,8 +67,17 @@ def sync_inventory(
     *,
     on_file: Callable[[int], None] | None = None,
     on_error: Callable[[CorpusError], None] | None = None,
+    on_settled: Callable[[], None] | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> SyncReport:
-    """Scan ``roots`` (default: the configured ones) and update the inventory tables."""
+    """Scan ``roots`` (default: the configured ones) and update the inventory tables.
+
+    The pass has two halves, so that a run may check while it goes on (a streaming inventory).
+    First the walk: files that vanished leave the inventory and known files that changed are
+    read again, so that afterwards every URL it holds is still in the corpus (``on_settled``).
+    Then the files never seen before are read; they only add URLs, each batch committed before
+    ``on_batch`` is called. Both callbacks run in the caller's thread.
+    """
     started = time.perf_counter()
     now = datetime.now(UTC)
     scan_roots = scan_roots_of(corpus, roots)  # raises RootUnavailable before anything is touched
@@ -76,68 +85,26 @@ def sync_inventory(
     report = SyncReport()
     seen: set[str] = set()
     failed_roots: list[str] = []
-    parsed: list[store.Parsed] = []
-    errors: list[tuple[CorpusError, int, int]] = []
-    restat: list[tuple[int, int, int]] = []
-
-    def flush() -> None:
-        store.save_parsed(engine, parsed, known, now)
-        store.save_errors(engine, errors, known, now)
-        store.save_restat(engine, restat, now)
-        parsed.clear()
-        errors.clear()
-        restat.clear()
-
-    def record_error(err: CorpusError, size: int, mtime_ns: int) -> None:
-        report.errors.append(err)
-        errors.append((err, size, mtime_ns))
-        if on_error is not None:
-            on_error(err)
-
-    pending: list[tuple[CorpusFile, str | None]] = []
-    with _Parser(corpus) as parser:
-
-        def consume(results: list[_Parsed]) -> None:
-            for item, known_id, result in results:
-                if isinstance(result, CorpusError):
-                    record_error(result, item.size, item.mtime_ns)
-                elif result is None:  # same bytes as last time: only the stat changed
-                    restat.append((known_id, item.size, item.mtime_ns))  # type: ignore[arg-type]
-                    report.unchanged += 1
-                else:
-                    parsed.append(result)
-                    report.parsed += 1
-            if len(parsed) + len(errors) + len(restat) >= BATCH:
-                flush()
-
-        for item in discover(scan_roots, corpus.include, corpus.exclude):
-            if isinstance(item, CorpusError):
-                failed_roots.append(_norm_root(item.path))
-                report.errors.append(item)
-                if on_error is not None:
-                    on_error(item)
-                continue
-            report.seen += 1
-            if on_file is not None:
-                on_file(report.seen)
-            seen.add(item.path)
-            k = known.get(item.path)
-            if k is not None and not k.deleted and k.size == item.size and k.mtime_ns == item.mtime_ns:
-                report.unchanged += 1
-                continue
-            pending.append((item, k.sha256 if k is not None and not k.deleted else None))
-            if len(pending) >= CHUNK:
-                for results in parser.submit(
-                    pending, {p: known[p].id for p, _ in _paths(pending) if p in known}
-                ):
-                    consume(results)
-                pending = []
-        for results in parser.submit(
-            pending, {p: known[p].id for p, _ in _paths(pending) if p in known}, last=True
-        ):
-            consume(results)
-    flush()
-
+    changed: list[tuple[CorpusFile, str | None]] = []
+    new: list[tuple[CorpusFile, str | None]] = []
+    for item in discover(scan_roots, corpus.include, corpus.exclude):
+        if isinstance(item, CorpusError):
+            failed_roots.append(_norm_root(item.path))
+            report.errors.append(item)
+            if on_error is not None:
+                on_error(item)
+            continue
+        report.seen += 1
+        if on_file is not None:
+            on_file(report.seen)
+        seen.add(item.path)
+        k = known.get(item.path)
+        if k is None or k.deleted:
+            new.append((item, None))
+        elif k.size == item.size and k.mtime_ns == item.mtime_ns:
+            report.unchanged += 1
+        else:
+            changed.append((item, k.sha256))
     gone = [
         p
         for p, k in known.items()
@@ -145,16 +112,78 @@ def sync_inventory(
     ]
     store.mark_deleted(engine, gone, known, now)
     report.deleted = len(gone)
+    writer = _Writer(engine, known, now, report, on_error)
+    writer.read(changed, corpus)
+    if on_settled is not None:
+        on_settled()
+    writer.read(new, corpus, on_batch=on_batch)
     store.touch_unchanged(engine, now)
     report.elapsed_s = time.perf_counter() - started
     return report
 
 
+class _Writer:
+    """Parses lists of files (``_Parser``) and saves what they hold in batches of ``BATCH``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        known: dict[str, store.KnownFile],
+        now: datetime,
+        report: SyncReport,
+        on_error: Callable[[CorpusError], None] | None,
+    ) -> None:
+        self.engine, self.known, self.now, self.report, self.on_error = engine, known, now, report, on_error
+        self.parsed: list[store.Parsed] = []
+        self.errors: list[tuple[CorpusError, int, int]] = []
+        self.restat: list[tuple[int, int, int]] = []
+
+    def read(
+        self,
+        files: list[tuple[CorpusFile, str | None]],
+        corpus: CorpusSettings,
+        on_batch: Callable[[], None] | None = None,
+    ) -> None:
+        with _Parser(corpus) as parser:
+            for at in range(0, len(files), CHUNK):
+                chunk = files[at : at + CHUNK]
+                ids = {f.path: self.known[f.path].id for f, _ in chunk if f.path in self.known}
+                for results in parser.submit(chunk, ids, last=at + CHUNK >= len(files)):
+                    self._consume(results, on_batch)
+        self._flush(on_batch)
+
+    def _consume(self, results: list[_Parsed], on_batch: Callable[[], None] | None) -> None:
+        report = self.report
+        for item, known_id, result in results:
+            if isinstance(result, CorpusError):
+                report.errors.append(result)
+                self.errors.append((result, item.size, item.mtime_ns))
+                if self.on_error is not None:
+                    self.on_error(result)
+            elif result is None:  # same bytes as last time: only the stat changed
+                self.restat.append((known_id, item.size, item.mtime_ns))  # type: ignore[arg-type]
+                report.unchanged += 1
+            else:
+                self.parsed.append(result)
+                report.parsed += 1
+        if len(self.parsed) + len(self.errors) + len(self.restat) >= BATCH:
+            self._flush(on_batch)
+
+    def _flush(self, on_batch: Callable[[], None] | None) -> None:
+        if not (self.parsed or self.errors or self.restat):
+            return
+        store.save_parsed(self.engine, self.parsed, self.known, self.now)
+        store.save_errors(self.engine, self.errors, self.known, self.now)
+        store.save_restat(self.engine, self.restat, self.now)
+        grew = bool(self.parsed)
+        self.parsed.clear()
+        self.errors.clear()
+        self.restat.clear()
+        if grew and on_batch is not None:
+            on_batch()
+
+
 _Parsed = tuple[CorpusFile, "int | None", "store.Parsed | CorpusError | None"]
-
-
-def _paths(pending: list[tuple[CorpusFile, str | None]]) -> list[tuple[str, str | None]]:
-    return [(f.path, sha) for f, sha in pending]
 
 
 def parse_chunk(

@@ -54,6 +54,13 @@ def process_count(http: HttpSettings, targets: int) -> int:
     return max(1, min((os.cpu_count() or 1) // 2, MAX_AUTO))
 
 
+def streams(http: HttpSettings) -> bool:
+    """Whether a run may check while its inventory still reads new articles: only when it is
+    checked in this one process whatever its size (splitting between processes needs every
+    host's count first)."""
+    return process_count(http, MIN_TARGETS) == 1
+
+
 def split_hosts(counts: Mapping[str, int], parts: int) -> list[list[str]]:
     """Hosts in at most ``parts`` groups of similar URL counts (the shard planner's packing)."""
     return pack(counts, min(parts, len(counts)))

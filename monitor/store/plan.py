@@ -142,6 +142,25 @@ def count_plan(
         return int(conn.execute(query).scalar_one())
 
 
+def count_run_targets(
+    engine: Engine,
+    *,
+    run_id: int,
+    only_failing: bool = False,
+    stale_before: Mapping[str, datetime] | None = None,
+) -> int:
+    """The run's results so far plus ``count_plan``: its total while it is checking. One statement,
+    so a batch of results committed meanwhile is counted once, on one side or the other."""
+    with engine.connect() as conn:
+        planned = _planned(
+            conn, select(func.count()).select_from(URLS), run_id, only_failing, stale_before
+        ).scalar_subquery()
+        written = (
+            select(func.count()).select_from(RESULTS).where(RESULTS.c.run_id == run_id).scalar_subquery()
+        )
+        return int(conn.execute(select(planned + written)).scalar_one())
+
+
 def count_plan_by_host(
     engine: Engine,
     *,

@@ -64,6 +64,12 @@ def set_total(engine: Engine, run_id: int, total: int) -> None:
         conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(total_targets=total))
 
 
+def run_total(engine: Engine, run_id: int) -> int:
+    """The run's recorded number of targets (``set_total``)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(RUNS.c.total_targets).where(RUNS.c.id == run_id)).scalar_one())
+
+
 def verdict_counts(conn: Connection, run_id: int) -> dict[str, int]:
     """Verdict → number of result rows of a run (what a closed run records in ``run.counts``)."""
     query = (
